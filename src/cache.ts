@@ -1,0 +1,241 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { ChunkManager, type ChunkManagerEvents, type RetryPolicy } from './download/chunk-manager.js';
+import { Downloader } from './download/downloader.js';
+import { EntryReader } from './download/entry-reader.js';
+import { Priority, SqliteRepository, type EntryRow } from './db/repository.js';
+import { ChunkStore } from './store/chunk-store.js';
+import { DataDirLock } from './data-dir-lock.js';
+import { EntryInputSchema, cacheKeyOf, redactUrl, type EntryInput } from './entry-input.js';
+import { ErrorCodes, MediaCacheError } from './errors.js';
+import { coalesceRanges, deriveState, type EntryState } from './state/entry-state.js';
+
+export interface CacheOptions {
+  /** Where the database, lock file and sparse files live. Default `./.mediacache`. */
+  dataDir?: string;
+  /** Bytes per chunk for new entries (existing entries keep theirs). Default 10 MiB. */
+  chunkSize?: number;
+  maxConcurrentDownloads?: number;
+  lookaheadChunks?: number;
+  /** How long a reader waits for missing bytes before giving up. Default 30 s. */
+  waitTimeoutMs?: number;
+  /** Fill every opened entry's gaps at LOW priority. Default true. */
+  backgroundFill?: boolean;
+  retry?: Partial<RetryPolicy>;
+  /** Upstream timeout for headers and between body pieces. Default 30 s. */
+  upstreamTimeoutMs?: number;
+}
+
+export const DEFAULTS = {
+  dataDir: '.mediacache',
+  chunkSize: 10 * 1024 * 1024,
+  maxConcurrentDownloads: 3,
+  lookaheadChunks: 10,
+  waitTimeoutMs: 30_000,
+  backgroundFill: true,
+  retry: { attempts: 5, baseDelayMs: 250, maxDelayMs: 8_000 },
+  upstreamTimeoutMs: 30_000,
+  readSize: 1024 * 1024,
+} as const;
+
+/** An entry as the API and CLI show it. Derived from the database on every call. */
+export interface EntryStatus {
+  id: string;
+  /** The upstream URL with credentials redacted. */
+  url: string;
+  sourceId: string | null;
+  mediaId: string | null;
+  quality: string | null;
+  state: EntryState;
+  totalBytes: number | null;
+  downloadedBytes: number;
+  /** Stored byte ranges, inclusive, coalesced. */
+  chunks: Array<[number, number]>;
+  pendingChunks: number;
+  /** Downloads under way: chunk index, priority name, bytes written so far. */
+  downloading: Array<{ chunkIndex: number; priority: PriorityName; start: number; written: number }>;
+  chunkSize: number;
+  mimeType: string | null;
+  error: string | null;
+  createdAt: string;
+  lastAccessed: string;
+  accessCount: number;
+}
+
+export type PriorityName = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW';
+const PRIORITY_NAMES: readonly PriorityName[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'];
+
+export type CacheEvents = ChunkManagerEvents;
+
+/**
+ * The cache on one data dir: the object the HTTP server, the CLI and embedding apps all use.
+ * It owns the lock, the database, the chunk store, the downloader and the chunk manager.
+ */
+export class MediaCache {
+  readonly dataDir: string;
+  readonly chunkSize: number;
+  readonly repo: SqliteRepository;
+  readonly store: ChunkStore;
+  readonly manager: ChunkManager;
+  private readonly downloader: Downloader;
+  private readonly lock: DataDirLock;
+  private closing: Promise<void> | undefined;
+
+  private constructor(options: CacheOptions) {
+    this.dataDir = path.resolve(options.dataDir ?? DEFAULTS.dataDir);
+    this.chunkSize = options.chunkSize ?? DEFAULTS.chunkSize;
+    if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize < 1) {
+      throw new MediaCacheError(ErrorCodes.INVALID_INPUT, `chunk size must be a positive integer`);
+    }
+    mkdirSync(path.join(this.dataDir, 'files'), { recursive: true });
+    this.lock = DataDirLock.acquire(path.join(this.dataDir, 'mediacache.lock'));
+    try {
+      this.repo = new SqliteRepository(path.join(this.dataDir, 'cache.db'));
+    } catch (err) {
+      this.lock.release();
+      throw err;
+    }
+    this.store = new ChunkStore(path.join(this.dataDir, 'files'));
+    this.downloader = new Downloader({ timeoutMs: options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs });
+    this.manager = new ChunkManager(this.repo, this.store, this.downloader, {
+      maxConcurrentDownloads: options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads,
+      lookaheadChunks: options.lookaheadChunks ?? DEFAULTS.lookaheadChunks,
+      waitTimeoutMs: options.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
+      backgroundFill: options.backgroundFill ?? DEFAULTS.backgroundFill,
+      retry: { ...DEFAULTS.retry, ...options.retry },
+      readSize: DEFAULTS.readSize,
+    });
+  }
+
+  /** Opens the cache on a data dir and resumes its persisted download queue. */
+  static async open(options: CacheOptions = {}): Promise<MediaCache> {
+    const cache = new MediaCache(options);
+    await cache.store.init();
+    cache.manager.start();
+    return cache;
+  }
+
+  /**
+   * Returns the entry for this input, creating it when new. A known key with a new URL (a rotated
+   * token) updates the URL and keeps every stored byte.
+   */
+  addEntry(input: EntryInput): { entry: EntryStatus; created: boolean } {
+    const parsed = EntryInputSchema.safeParse(input);
+    if (!parsed.success) {
+      throw new MediaCacheError(ErrorCodes.INVALID_INPUT, parsed.error.issues.map((i) => i.message).join('; '));
+    }
+    const valid = parsed.data;
+    const cacheKey = cacheKeyOf(valid);
+    const existing = this.repo.findEntryByKey(cacheKey);
+    if (existing) {
+      if (existing.originalUrl !== valid.url) this.repo.updateEntryUrl(existing.id, valid.url);
+      return { entry: this.statusOf(existing.id), created: false };
+    }
+    const id = randomBytes(16).toString('base64url');
+    const now = Date.now();
+    this.repo.insertEntry({
+      id,
+      cacheKey,
+      sourceId: valid.sourceId ?? null,
+      mediaId: valid.mediaId ?? null,
+      quality: valid.quality ?? null,
+      originalUrl: valid.url,
+      filePath: ChunkStore.fileNameFor(id),
+      chunkSize: this.chunkSize,
+      createdAt: now,
+      lastAccessed: now,
+    });
+    this.manager.emitState(id);
+    return { entry: this.statusOf(id), created: true };
+  }
+
+  getEntry(id: string): EntryStatus | undefined {
+    return this.repo.getEntry(id) && this.statusOf(id);
+  }
+
+  listEntries(): EntryStatus[] {
+    return this.repo.listEntries().map((e) => this.statusOf(e.id));
+  }
+
+  /** Queues every missing chunk at MEDIUM priority: playback demand still comes first. */
+  prefetch(id: string): EntryStatus {
+    const entry = this.requireEntry(id);
+    if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
+    this.manager.enqueueMissing(entry, Priority.MEDIUM);
+    return this.statusOf(id);
+  }
+
+  async removeEntry(id: string): Promise<boolean> {
+    const entry = this.repo.getEntry(id);
+    if (!entry) return false;
+    await this.manager.forget(id);
+    this.repo.deleteEntry(id);
+    await this.store.remove(entry.filePath);
+    return true;
+  }
+
+  /**
+   * Starts a player's read: a Failed entry is retried (its error cleared), and the access is
+   * recorded for LRU. The reader must be closed when the response ends.
+   */
+  openReader(id: string, signal: AbortSignal): EntryReader {
+    const entry = this.requireEntry(id);
+    if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
+    this.repo.touchEntry(id, Date.now());
+    return new EntryReader(this.repo, this.store, this.manager, this.requireEntry(id), signal);
+  }
+
+  on<E extends keyof CacheEvents>(event: E, listener: (...args: CacheEvents[E]) => void): this {
+    this.manager.on(event, listener as never);
+    return this;
+  }
+
+  off<E extends keyof CacheEvents>(event: E, listener: (...args: CacheEvents[E]) => void): this {
+    this.manager.off(event, listener as never);
+    return this;
+  }
+
+  /** Stops downloads (unfinished chunks are not recorded), closes files and the database. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.manager.close();
+      await this.downloader.close();
+      await this.store.close();
+      this.repo.close();
+      this.lock.release();
+    })();
+    return this.closing;
+  }
+
+  private requireEntry(id: string): EntryRow {
+    const entry = this.repo.getEntry(id);
+    if (!entry) throw new MediaCacheError(ErrorCodes.NOT_FOUND, `no entry with id ${id}`);
+    return entry;
+  }
+
+  private statusOf(id: string): EntryStatus {
+    const facts = this.repo.entryFacts(id);
+    if (!facts) throw new MediaCacheError(ErrorCodes.NOT_FOUND, `no entry with id ${id}`);
+    const { entry } = facts;
+    return {
+      id: entry.id,
+      url: redactUrl(entry.originalUrl),
+      sourceId: entry.sourceId,
+      mediaId: entry.mediaId,
+      quality: entry.quality,
+      state: deriveState(facts),
+      totalBytes: entry.expectedTotalSize,
+      downloadedBytes: facts.storedBytes,
+      chunks: coalesceRanges(this.repo.listChunks(id)),
+      pendingChunks: facts.pendingChunks,
+      downloading: this.manager.inflightFor(id).map((d) => ({ ...d, priority: PRIORITY_NAMES[d.priority] ?? 'LOW' })),
+      chunkSize: entry.chunkSize,
+      mimeType: entry.mimeType,
+      error: entry.errorMessage,
+      createdAt: new Date(entry.createdAt).toISOString(),
+      lastAccessed: new Date(entry.lastAccessed).toISOString(),
+      accessCount: entry.accessCount,
+    };
+  }
+}

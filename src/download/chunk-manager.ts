@@ -1,0 +1,438 @@
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { crc32 } from 'node:zlib';
+import type { CacheRepository, EntryRow } from '../db/repository.js';
+import { Priority } from '../db/repository.js';
+import type { ChunkStore } from '../store/chunk-store.js';
+import { Downloader, ifRangeValidator, type UpstreamMetadata } from './downloader.js';
+import { Wakeups } from './wakeups.js';
+import { ErrorCodes, MediaCacheError, isMediaCacheError } from '../errors.js';
+import { deriveState, type EntryState } from '../state/entry-state.js';
+
+export interface RetryPolicy {
+  /** Attempts per chunk download before the entry is marked Failed. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface ChunkManagerOptions {
+  maxConcurrentDownloads: number;
+  lookaheadChunks: number;
+  waitTimeoutMs: number;
+  /** Queue every missing chunk of an opened entry at LOW priority. */
+  backgroundFill: boolean;
+  retry: RetryPolicy;
+  /** Largest buffer handed to a reader at once. */
+  readSize: number;
+}
+
+/** Events for dashboards and embedding apps; payloads are plain data. */
+export interface ChunkManagerEvents {
+  'chunk-stored': [{ entryId: string; start: number; end: number }];
+  'download-started': [{ entryId: string; chunkIndex: number; priority: Priority; start: number }];
+  'download-progress': [{ entryId: string; chunkIndex: number; position: number }];
+  'download-ended': [{ entryId: string; chunkIndex: number; outcome: DownloadOutcome }];
+  'state-changed': [{ entryId: string; state: EntryState }];
+}
+
+export type DownloadOutcome = 'stored' | 'preempted' | 'cancelled' | 'failed' | 'shutdown' | 'invalidated';
+type AbortReason = Exclude<DownloadOutcome, 'stored' | 'failed'>;
+
+/** A chunk download under way. Its bytes [start, start + written) are in the file, not yet recorded. */
+interface InFlight {
+  entryId: string;
+  chunkIndex: number;
+  priority: Priority;
+  start: number;
+  end: number;
+  written: number;
+  crc: number;
+  controller: AbortController;
+  abortReason?: AbortReason;
+  done: Promise<void>;
+}
+
+const key = (entryId: string, chunkIndex: number): string => `${entryId}:${chunkIndex}`;
+
+/**
+ * Owns the download queue and the readers' demand. The queue itself is rows in
+ * cache_download_queue (so it survives restarts); in memory live only what cannot outlive the
+ * process: downloads under way and which connected readers want which chunks.
+ */
+export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
+  private readonly inflight = new Map<string, InFlight>();
+  /** entryId → chunkIndex → number of readers wanting it. */
+  private readonly demand = new Map<string, Map<number, number>>();
+  /** Bumped when an entry's bytes stop being valid (deleted, upstream changed): readers must stop. */
+  private readonly generations = new Map<string, number>();
+  private readonly lastStates = new Map<string, EntryState>();
+  readonly wakeups = new Wakeups();
+  private closed = false;
+
+  constructor(
+    private readonly repo: CacheRepository,
+    private readonly store: ChunkStore,
+    private readonly downloader: Downloader,
+    readonly options: ChunkManagerOptions,
+  ) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  /** Resumes the persisted queue. */
+  start(): void {
+    this.repo.requeueDownloading();
+    this.pump();
+  }
+
+  get activeDownloads(): number {
+    return this.inflight.size;
+  }
+
+  generation(entryId: string): number {
+    return this.generations.get(entryId) ?? 0;
+  }
+
+  /** The in-flight download covering `position`, if its bytes have reached it. */
+  inflightAt(entry: EntryRow, position: number): { start: number; available: number } | undefined {
+    const f = this.inflight.get(key(entry.id, Math.floor(position / entry.chunkSize)));
+    if (!f || position < f.start || position >= f.start + f.written) return undefined;
+    return { start: f.start, available: f.written };
+  }
+
+  /** In-flight downloads, for status and the chunk map. */
+  inflightFor(entryId: string): Array<{ chunkIndex: number; priority: Priority; start: number; written: number }> {
+    const out = [];
+    for (const f of this.inflight.values()) {
+      if (f.entryId === entryId) {
+        out.push({ chunkIndex: f.chunkIndex, priority: f.priority, start: f.start, written: f.written });
+      }
+    }
+    return out;
+  }
+
+  /** First byte of chunk `index` that is not stored, or null when the whole chunk is. */
+  missingStart(entry: EntryRow, index: number): number | null {
+    const first = index * entry.chunkSize;
+    const total = entry.expectedTotalSize;
+    const last = total === null ? first + entry.chunkSize - 1 : Math.min(first + entry.chunkSize, total) - 1;
+    if (last < first) return null;
+    let pos = first;
+    for (const row of this.repo.chunksIn(entry.id, first, last)) {
+      if (row.start > pos) break;
+      pos = Math.max(pos, row.end + 1);
+    }
+    return pos <= last ? pos : null;
+  }
+
+  // ---- demand -------------------------------------------------------------------------------
+
+  /**
+   * Sets what one reader wants: `critical` at CRITICAL and `lookahead` at HIGH. Returns the
+   * chunks now held, to be passed back on the next call or to release().
+   */
+  want(entry: EntryRow, held: ReadonlySet<number>, critical: number, lookahead: readonly number[]): Set<number> {
+    const next = new Set<number>([critical, ...lookahead]);
+    const now = Date.now();
+    const counts = this.demandOf(entry.id);
+    for (const index of next) {
+      if (!held.has(index)) counts.set(index, (counts.get(index) ?? 0) + 1);
+      const priority = index === critical ? Priority.CRITICAL : Priority.HIGH;
+      if (this.missingStart(entry, index) !== null) this.raise(entry.id, index, priority, now);
+    }
+    const dropped = [...held].filter((i) => !next.has(i));
+    this.release(entry.id, dropped);
+    this.pump();
+    return next;
+  }
+
+  /** A reader no longer wants these chunks: work nobody else wants is downgraded or cancelled. */
+  release(entryId: string, indexes: Iterable<number>): void {
+    const counts = this.demand.get(entryId);
+    if (!counts) return;
+    let prefetching: boolean | undefined;
+    for (const index of indexes) {
+      const n = (counts.get(index) ?? 0) - 1;
+      if (n > 0) {
+        counts.set(index, n);
+        continue;
+      }
+      counts.delete(index);
+      const row = this.repo.getQueueRow(entryId, index);
+      if (!row || row.priority > Priority.HIGH) continue;
+      prefetching ??= this.repo.queueFor(entryId).some((r) => r.priority === Priority.MEDIUM);
+      const fallback = prefetching ? Priority.MEDIUM : this.options.backgroundFill ? Priority.LOW : null;
+      const f = this.inflight.get(key(entryId, index));
+      if (fallback !== null) {
+        this.repo.setQueuePriority(entryId, index, fallback);
+        if (f) f.priority = fallback;
+      } else if (f) {
+        this.abort(f, 'cancelled');
+      } else {
+        this.repo.dequeue(entryId, index);
+      }
+    }
+    if (counts.size === 0) this.demand.delete(entryId);
+    this.pump();
+  }
+
+  private demandOf(entryId: string): Map<number, number> {
+    let counts = this.demand.get(entryId);
+    if (!counts) this.demand.set(entryId, (counts = new Map()));
+    return counts;
+  }
+
+  /** Queues a chunk, or raises the priority of its queued or running download. */
+  private raise(entryId: string, index: number, priority: Priority, now: number): void {
+    this.repo.enqueue(entryId, index, priority, now);
+    const f = this.inflight.get(key(entryId, index));
+    if (f && priority < f.priority) f.priority = priority;
+  }
+
+  /** Queues every missing chunk of an entry at `priority` (pre-cache, background fill). */
+  enqueueMissing(entry: EntryRow, priority: Priority): number {
+    if (entry.expectedTotalSize === null) {
+      this.repo.enqueue(entry.id, 0, priority, Date.now());
+      this.pump();
+      return 1;
+    }
+    const count = Math.ceil(entry.expectedTotalSize / entry.chunkSize);
+    const now = Date.now();
+    let queued = 0;
+    for (let i = 0; i < count; i++) {
+      if (this.missingStart(entry, i) === null) continue;
+      this.repo.enqueue(entry.id, i, priority, now);
+      queued++;
+    }
+    this.pump();
+    this.emitState(entry.id);
+    return queued;
+  }
+
+  // ---- scheduling ---------------------------------------------------------------------------
+
+  /**
+   * Starts queued downloads while slots are free. When all are busy, more urgent queued work
+   * pre-empts the least urgent transfer (whose written prefix is kept), so CRITICAL work never
+   * waits behind background downloads.
+   */
+  pump(): void {
+    if (this.closed) return;
+    for (;;) {
+      const next = this.repo.nextQueued();
+      if (!next) return;
+      const running = [...this.inflight.values()].filter((f) => !f.abortReason);
+      if (running.length >= this.options.maxConcurrentDownloads) {
+        const victim = running.reduce((a, b) => (b.priority >= a.priority ? b : a));
+        if (victim.priority <= next.priority) return;
+        this.abort(victim, 'preempted');
+      }
+      this.startDownload(next.entryId, next.chunkIndex, next.priority);
+    }
+  }
+
+  private startDownload(entryId: string, index: number, priority: Priority): void {
+    const entry = this.repo.getEntry(entryId);
+    const start = entry && !entry.errorMessage ? this.missingStart(entry, index) : null;
+    if (!entry || start === null) {
+      this.repo.dequeue(entryId, index);
+      return;
+    }
+    this.repo.setQueueStatus(entryId, index, 'downloading');
+    const total = entry.expectedTotalSize;
+    const chunkEnd = (index + 1) * entry.chunkSize - 1;
+    const f: InFlight = {
+      entryId,
+      chunkIndex: index,
+      priority,
+      start,
+      end: total === null ? chunkEnd : Math.min(chunkEnd, total - 1),
+      written: 0,
+      crc: 0,
+      controller: new AbortController(),
+      done: Promise.resolve(),
+    };
+    this.inflight.set(key(entryId, index), f);
+    this.emit('download-started', { entryId, chunkIndex: index, priority, start });
+    f.done = this.runDownload(entry, f).finally(() => {
+      this.inflight.delete(key(entryId, index));
+      this.wakeups.notify(entryId);
+      this.pump();
+    });
+  }
+
+  private abort(f: InFlight, reason: AbortReason): void {
+    if (f.abortReason) return;
+    f.abortReason = reason;
+    f.controller.abort();
+  }
+
+  private async runDownload(entry: EntryRow, f: InFlight): Promise<void> {
+    const { retry } = this.options;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // Re-read per attempt: a new URL for the same key (rotated token) applies at once.
+        const current = this.repo.getEntry(entry.id);
+        if (!current) return;
+        entry = current;
+        await this.downloader.fetchRange({
+          url: entry.originalUrl,
+          start: f.start + f.written,
+          end: f.end,
+          validator: ifRangeValidator(entry.etag, entry.lastModified),
+          signal: f.controller.signal,
+          onMetadata: (meta) => {
+            entry = this.acceptMetadata(entry, meta);
+            f.end = Math.min(f.end, meta.totalSize - 1);
+          },
+          onData: async (position, data) => {
+            await this.store.write(entry.filePath, position, data);
+            f.crc = crc32(data, f.crc);
+            f.written += data.length;
+            this.wakeups.notify(f.entryId);
+            this.emit('download-progress', { entryId: f.entryId, chunkIndex: f.chunkIndex, position: position + data.length });
+          },
+        });
+        await this.finish(entry, f, 'stored');
+        return;
+      } catch (err) {
+        if (f.abortReason) {
+          await this.finish(entry, f, f.abortReason);
+          return;
+        }
+        if (isMediaCacheError(err, ErrorCodes.UPSTREAM_CHANGED)) {
+          this.invalidate(entry.id, 'upstream file changed');
+          this.end(f, 'invalidated');
+          return;
+        }
+        const transient = isMediaCacheError(err) ? err.transient : false;
+        if (transient && attempt < retry.attempts) {
+          this.repo.incrementRetry(f.entryId, f.chunkIndex);
+          const delay = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+          try {
+            await sleep(delay, undefined, { signal: f.controller.signal });
+          } catch {
+            await this.finish(entry, f, f.abortReason ?? 'shutdown');
+            return;
+          }
+          continue;
+        }
+        this.fail(f, err);
+        return;
+      }
+    }
+  }
+
+  /** Records what a download wrote: the whole chunk, or on pre-emption the prefix it reached. */
+  private async finish(entry: EntryRow, f: InFlight, outcome: DownloadOutcome): Promise<void> {
+    const keepPrefix = outcome === 'stored' || outcome === 'preempted' || outcome === 'cancelled';
+    if (keepPrefix && f.written > 0 && !this.closed && this.repo.getEntry(f.entryId)) {
+      try {
+        await this.store.sync(entry.filePath);
+        const row = { start: f.start, end: f.start + f.written - 1, checksum: f.crc, downloadedAt: Date.now() };
+        // Only a finished chunk leaves the queue; a cut-off one stays for its remainder.
+        this.repo.recordChunk(f.entryId, outcome === 'stored' ? f.chunkIndex : null, row);
+        this.emit('chunk-stored', { entryId: f.entryId, start: row.start, end: row.end });
+      } catch (err) {
+        this.fail(f, err);
+        return;
+      }
+    } else if (outcome === 'stored') {
+      this.repo.dequeue(f.entryId, f.chunkIndex); // nothing to fetch: the range lies past the end
+    }
+    if (outcome === 'preempted') this.repo.setQueueStatus(f.entryId, f.chunkIndex, 'queued');
+    if (outcome === 'cancelled') this.repo.dequeue(f.entryId, f.chunkIndex);
+    this.end(f, outcome);
+  }
+
+  private end(f: InFlight, outcome: DownloadOutcome): void {
+    this.emit('download-ended', { entryId: f.entryId, chunkIndex: f.chunkIndex, outcome });
+    this.emitState(f.entryId);
+  }
+
+  private fail(f: InFlight, err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    if (this.repo.getEntry(f.entryId)) {
+      this.repo.setEntryError(f.entryId, message);
+      this.repo.dequeueEntry(f.entryId);
+    }
+    this.end(f, 'failed');
+  }
+
+  /**
+   * Takes the file's size and validators from the first verified reply. A later reply that
+   * disagrees means the file changed under us.
+   */
+  private acceptMetadata(entry: EntryRow, meta: UpstreamMetadata): EntryRow {
+    if (entry.expectedTotalSize === null) {
+      const { totalSize: expectedTotalSize, mimeType, etag, lastModified } = meta;
+      this.repo.setEntryMetadata(entry.id, { expectedTotalSize, mimeType, etag, lastModified });
+      const updated = this.repo.getEntry(entry.id) ?? entry;
+      this.queueOpening(updated);
+      this.wakeups.notify(entry.id);
+      this.emitState(entry.id);
+      return updated;
+    }
+    const etagChanged = entry.etag !== null && meta.etag !== null && entry.etag !== meta.etag;
+    if (meta.totalSize !== entry.expectedTotalSize || etagChanged) {
+      throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'upstream file changed (size or ETag differs)');
+    }
+    return entry;
+  }
+
+  /**
+   * Once the size is known: head and tail at HIGH (MP4 `moov` and Matroska cues often sit at the
+   * end, and players read them before the first frame), the rest at MEDIUM when a pre-cache is
+   * asked for, else LOW when background fill is on.
+   */
+  private queueOpening(entry: EntryRow): void {
+    const total = entry.expectedTotalSize ?? 0;
+    const chunks = Math.ceil(total / entry.chunkSize);
+    if (chunks === 0) return;
+    const prefetching = this.repo.queueFor(entry.id).some((r) => r.priority === Priority.MEDIUM);
+    // One millisecond earlier than readers' lookahead, so head and tail sort before it.
+    const early = Date.now() - 1;
+    this.raise(entry.id, 0, Priority.HIGH, early);
+    this.raise(entry.id, chunks - 1, Priority.HIGH, early);
+    if (prefetching) this.enqueueMissing(entry, Priority.MEDIUM);
+    else if (this.options.backgroundFill) this.enqueueMissing(entry, Priority.LOW);
+  }
+
+  /** Forgets an entry's stored bytes and stops everything that uses them. */
+  invalidate(entryId: string, reason: string): void {
+    this.generations.set(entryId, this.generation(entryId) + 1);
+    for (const f of this.inflight.values()) if (f.entryId === entryId) this.abort(f, 'invalidated');
+    this.repo.invalidateChunks(entryId);
+    this.wakeups.notify(entryId);
+    this.emitState(entryId);
+    void reason;
+  }
+
+  /** Stops all downloads of an entry before its rows and file are removed. */
+  async forget(entryId: string): Promise<void> {
+    this.generations.set(entryId, this.generation(entryId) + 1);
+    const running = [...this.inflight.values()].filter((f) => f.entryId === entryId);
+    for (const f of running) this.abort(f, 'invalidated');
+    await Promise.all(running.map((f) => f.done));
+    this.demand.delete(entryId);
+    this.lastStates.delete(entryId);
+    this.wakeups.notify(entryId);
+  }
+
+  /** Emits state-changed when the derived state differs from the last one emitted. */
+  emitState(entryId: string): void {
+    const state = deriveState(this.repo.entryFacts(entryId));
+    if (this.lastStates.get(entryId) === state) return;
+    this.lastStates.set(entryId, state);
+    this.emit('state-changed', { entryId, state });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const running = [...this.inflight.values()];
+    for (const f of running) this.abort(f, 'shutdown');
+    await Promise.all(running.map((f) => f.done));
+    this.wakeups.notifyAll();
+  }
+}

@@ -1,0 +1,106 @@
+import type { CacheRepository, EntryRow } from '../db/repository.js';
+import type { ChunkStore } from '../store/chunk-store.js';
+import type { ChunkManager } from './chunk-manager.js';
+import { ErrorCodes, MediaCacheError } from '../errors.js';
+
+/**
+ * One player's read of one entry. It yields bytes from stored ranges (one indexed lookup each)
+ * and from downloads under way as soon as they are written, telling the manager where it reads
+ * so the chunk there is CRITICAL and the next ones HIGH. close() releases that demand.
+ */
+export class EntryReader {
+  private held = new Set<number>();
+  private demandedChunk = -1;
+  private demandedTotal: number | null = null;
+  private entry: EntryRow;
+
+  constructor(
+    private readonly repo: CacheRepository,
+    private readonly store: ChunkStore,
+    private readonly manager: ChunkManager,
+    entry: EntryRow,
+    private readonly signal: AbortSignal,
+  ) {
+    this.entry = entry;
+  }
+
+  /** Waits until the entry's total size is known, fetching the chunk at `hint` to learn it. */
+  async ensureSize(hint: number): Promise<EntryRow> {
+    for (;;) {
+      const entry = this.fresh();
+      if (entry.expectedTotalSize !== null) return entry;
+      this.demandAt(Math.floor(hint / entry.chunkSize), hint);
+      await this.manager.wakeups.wait(entry.id, this.manager.options.waitTimeoutMs, this.signal);
+    }
+  }
+
+  /** Yields the bytes [start, end] (inclusive) in order. */
+  async *read(start: number, end: number): AsyncGenerator<Buffer, void, undefined> {
+    const { id, chunkSize } = this.entry;
+    const generation = this.manager.generation(id);
+    let pos = start;
+    while (pos <= end) {
+      if (this.manager.generation(id) !== generation) {
+        throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'entry was invalidated while being read');
+      }
+      const index = Math.floor(pos / chunkSize);
+      if (index !== this.demandedChunk || this.entry.expectedTotalSize !== this.demandedTotal) {
+        this.demandAt(index, end);
+      }
+      const row = this.repo.chunkCovering(id, pos);
+      const live = row ? undefined : this.manager.inflightAt(this.entry, pos);
+      const stop = row ? row.end : live ? live.start + live.available - 1 : -1;
+      if (stop >= pos) {
+        const last = Math.min(stop, end);
+        yield* this.readFile(pos, last);
+        pos = last + 1;
+        continue;
+      }
+      this.fresh(); // throws if the entry failed or is gone, rather than waiting for nothing
+      await this.manager.wakeups.wait(id, this.manager.options.waitTimeoutMs, this.signal);
+    }
+  }
+
+  private async *readFile(from: number, to: number): AsyncGenerator<Buffer, void, undefined> {
+    const { readSize } = this.manager.options;
+    for (let pos = from; pos <= to; ) {
+      const length = Math.min(readSize, to - pos + 1);
+      const buf = await this.store.read(this.entry.filePath, pos, length);
+      if (buf.length !== length) {
+        throw new MediaCacheError(ErrorCodes.DATABASE, `cache file shorter than its recorded ranges at ${pos}`);
+      }
+      pos += length;
+      yield buf;
+    }
+  }
+
+  /** CRITICAL for the chunk at the read position, HIGH for the next lookahead chunks up to `end`. */
+  private demandAt(index: number, end: number): void {
+    const entry = this.entry;
+    const lookahead: number[] = [];
+    if (entry.expectedTotalSize !== null) {
+      const lastChunk = Math.floor(Math.min(end, entry.expectedTotalSize - 1) / entry.chunkSize);
+      for (let i = index + 1; i <= Math.min(lastChunk, index + this.manager.options.lookaheadChunks); i++) {
+        lookahead.push(i);
+      }
+    }
+    this.held = this.manager.want(entry, this.held, index, lookahead);
+    this.demandedChunk = index;
+    this.demandedTotal = entry.expectedTotalSize;
+  }
+
+  private fresh(): EntryRow {
+    const entry = this.repo.getEntry(this.entry.id);
+    if (!entry) throw new MediaCacheError(ErrorCodes.NOT_FOUND, 'entry was removed');
+    if (entry.errorMessage !== null) {
+      throw new MediaCacheError(ErrorCodes.ENTRY_FAILED, `download failed: ${entry.errorMessage}`);
+    }
+    this.entry = entry;
+    return entry;
+  }
+
+  close(): void {
+    this.manager.release(this.entry.id, this.held);
+    this.held = new Set();
+  }
+}

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+
+const httpUrl = z
+  .string()
+  .max(8192)
+  .refine((s) => URL.canParse(s), 'must be an absolute URL')
+  .refine((s) => ['http:', 'https:'].includes(new URL(s).protocol), 'only http and https URLs are supported');
+
+/** What a caller gives to cache a file: the URL, and optionally the identity that survives token rotation. */
+export const EntryInputSchema = z
+  .object({
+    url: httpUrl,
+    sourceId: z.string().min(1).max(256).optional(),
+    mediaId: z.string().min(1).max(256).optional(),
+    quality: z.string().min(1).max(64).optional(),
+  })
+  .strict()
+  .refine((v) => (v.sourceId === undefined) === (v.mediaId === undefined), {
+    message: 'sourceId and mediaId go together',
+  });
+
+export type EntryInput = z.infer<typeof EntryInputSchema>;
+
+/**
+ * The cache key: (sourceId, mediaId, quality) when given, else the URL. Media-server URLs carry
+ * rotating tokens, so keying by them would re-download a file each time the token changes.
+ */
+export function cacheKeyOf(input: EntryInput): string {
+  if (input.sourceId !== undefined && input.mediaId !== undefined) {
+    return JSON.stringify(['media', input.sourceId, input.mediaId, input.quality ?? null]);
+  }
+  return JSON.stringify(['url', input.url]);
+}
+
+const SECRET_PARAM = /token|key|auth|sig|secret|password|pass|session|credential/i;
+
+/** The URL with credentials masked, for logs, metrics and listings. */
+export function redactUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return '<invalid url>';
+  }
+  if (url.username) url.username = 'REDACTED';
+  if (url.password) url.password = 'REDACTED';
+  for (const name of [...url.searchParams.keys()]) {
+    if (SECRET_PARAM.test(name)) url.searchParams.set(name, 'REDACTED');
+  }
+  return url.toString();
+}

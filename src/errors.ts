@@ -1,0 +1,71 @@
+/**
+ * Every error mediacache raises on purpose carries a stable `code`; callers branch on the code,
+ * never on the message. `HTTP_STATUS` is the one place a code becomes an HTTP status.
+ */
+export const ErrorCodes = {
+  INVALID_INPUT: 'MC_ERR_INVALID_INPUT',
+  NOT_FOUND: 'MC_ERR_NOT_FOUND',
+  METHOD_NOT_ALLOWED: 'MC_ERR_METHOD_NOT_ALLOWED',
+  BODY_TOO_LARGE: 'MC_ERR_BODY_TOO_LARGE',
+  RANGE_NOT_SATISFIABLE: 'MC_ERR_RANGE_NOT_SATISFIABLE',
+  UPSTREAM_STATUS: 'MC_ERR_UPSTREAM_STATUS',
+  UPSTREAM_BAD_REPLY: 'MC_ERR_UPSTREAM_BAD_REPLY',
+  UPSTREAM_CHANGED: 'MC_ERR_UPSTREAM_CHANGED',
+  UPSTREAM_NO_RANGE: 'MC_ERR_UPSTREAM_NO_RANGE',
+  UPSTREAM_NETWORK: 'MC_ERR_UPSTREAM_NETWORK',
+  ENTRY_FAILED: 'MC_ERR_ENTRY_FAILED',
+  WAIT_TIMEOUT: 'MC_ERR_WAIT_TIMEOUT',
+  ABORTED: 'MC_ERR_ABORTED',
+  DATA_DIR_LOCKED: 'MC_ERR_DATA_DIR_LOCKED',
+  DATABASE: 'MC_ERR_DATABASE',
+  CLOSED: 'MC_ERR_CLOSED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  MC_ERR_INVALID_INPUT: 400,
+  MC_ERR_NOT_FOUND: 404,
+  MC_ERR_METHOD_NOT_ALLOWED: 405,
+  MC_ERR_BODY_TOO_LARGE: 413,
+  MC_ERR_RANGE_NOT_SATISFIABLE: 416,
+  MC_ERR_UPSTREAM_STATUS: 502,
+  MC_ERR_UPSTREAM_BAD_REPLY: 502,
+  MC_ERR_UPSTREAM_CHANGED: 502,
+  MC_ERR_UPSTREAM_NO_RANGE: 502,
+  MC_ERR_UPSTREAM_NETWORK: 502,
+  MC_ERR_ENTRY_FAILED: 502,
+  MC_ERR_WAIT_TIMEOUT: 503,
+  MC_ERR_ABORTED: 499,
+  MC_ERR_DATA_DIR_LOCKED: 409,
+  MC_ERR_DATABASE: 503,
+  MC_ERR_CLOSED: 503,
+};
+
+export class MediaCacheError extends Error {
+  readonly code: ErrorCode;
+  /** For upstream replies: the status the upstream answered. */
+  readonly status?: number;
+  /** Whether retrying the same operation may succeed (network blips, 5xx). */
+  readonly transient: boolean;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { status?: number; transient?: boolean; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = 'MediaCacheError';
+    this.code = code;
+    if (options.status !== undefined) this.status = options.status;
+    this.transient = options.transient ?? false;
+  }
+}
+
+export function isMediaCacheError(err: unknown, code?: ErrorCode): err is MediaCacheError {
+  return err instanceof MediaCacheError && (code === undefined || err.code === code);
+}
+
+export function httpStatusOf(err: unknown): number {
+  return err instanceof MediaCacheError ? HTTP_STATUS[err.code] : 500;
+}

@@ -1,0 +1,60 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { EntryStatus, MediaCache } from '../cache.js';
+import { ErrorCodes, MediaCacheError } from '../errors.js';
+import { readJson, sendJson } from './respond.js';
+
+const BODY_LIMIT = 64 * 1024;
+
+/** Entry ids are 22 base64url characters; anything else is refused before any lookup. */
+export const ENTRY_ID = /^[A-Za-z0-9_-]{22}$/;
+
+export type StreamUrlOf = (req: IncomingMessage, id: string) => string;
+
+/** The JSON API under /api: thin over MediaCache, which owns all behaviour. */
+export async function handleApi(
+  cache: MediaCache,
+  streamUrlOf: StreamUrlOf,
+  parts: string[],
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const method = req.method ?? 'GET';
+  const withUrl = (e: EntryStatus): EntryStatus & { streamUrl: string } => ({ ...e, streamUrl: streamUrlOf(req, e.id) });
+
+  if (parts.length === 1 && parts[0] === 'entries') {
+    if (method === 'GET') return sendJson(res, 200, { entries: cache.listEntries().map(withUrl) });
+    if (method === 'POST') {
+      const body = await readJson(req, BODY_LIMIT);
+      const { entry, created } = cache.addEntry(body as never);
+      return sendJson(res, created ? 201 : 200, withUrl(entry));
+    }
+    throw methodNotAllowed(method);
+  }
+  if (parts[0] === 'entries' && parts.length >= 2) {
+    const id = parts[1] ?? '';
+    if (!ENTRY_ID.test(id)) throw new MediaCacheError(ErrorCodes.NOT_FOUND, 'no such entry');
+    const action = parts.slice(2).join('/');
+    if (action === '') {
+      if (method === 'GET') {
+        const entry = cache.getEntry(id);
+        if (!entry) throw new MediaCacheError(ErrorCodes.NOT_FOUND, `no entry with id ${id}`);
+        return sendJson(res, 200, withUrl(entry));
+      }
+      if (method === 'DELETE') {
+        if (!(await cache.removeEntry(id))) throw new MediaCacheError(ErrorCodes.NOT_FOUND, `no entry with id ${id}`);
+        res.writeHead(204).end();
+        return;
+      }
+      throw methodNotAllowed(method);
+    }
+    if (action === 'prefetch') {
+      if (method !== 'POST') throw methodNotAllowed(method);
+      return sendJson(res, 202, withUrl(cache.prefetch(id)));
+    }
+  }
+  throw new MediaCacheError(ErrorCodes.NOT_FOUND, 'no such API route');
+}
+
+function methodNotAllowed(method: string): MediaCacheError {
+  return new MediaCacheError(ErrorCodes.METHOD_NOT_ALLOWED, `method ${method} not allowed here`);
+}

@@ -1,0 +1,55 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCodes, MediaCacheError, httpStatusOf } from '../errors.js';
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** `{"error": {"code", "message"}}` with the status the code maps to; never a stack trace. */
+export function sendError(res: ServerResponse, err: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const known = err instanceof MediaCacheError;
+  const status = httpStatusOf(err);
+  const body = {
+    error: known
+      ? { code: err.code, message: err.message }
+      : { code: 'MC_ERR_INTERNAL', message: 'internal error' },
+  };
+  sendJson(res, status, body, headers);
+}
+
+/** Reads a JSON body of at most `limit` bytes. */
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const type = req.headers['content-type'] ?? '';
+  if (!/^application\/json\b/i.test(type)) {
+    throw new MediaCacheError(ErrorCodes.INVALID_INPUT, 'request body must be application/json');
+  }
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw tooLarge(limit);
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const part of req as AsyncIterable<Buffer>) {
+    size += part.length;
+    if (size > limit) throw tooLarge(limit);
+    parts.push(part);
+  }
+  try {
+    return JSON.parse(Buffer.concat(parts).toString('utf8'));
+  } catch {
+    throw new MediaCacheError(ErrorCodes.INVALID_INPUT, 'request body is not valid JSON');
+  }
+}
+
+function tooLarge(limit: number): MediaCacheError {
+  return new MediaCacheError(ErrorCodes.BODY_TOO_LARGE, `request body larger than ${limit} bytes`);
+}

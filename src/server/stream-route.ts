@@ -1,0 +1,79 @@
+import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { MediaCache } from '../cache.js';
+import { ErrorCodes, httpStatusOf, isMediaCacheError } from '../errors.js';
+import { planRange, startHint } from './range.js';
+import { sendError } from './respond.js';
+
+/** Seconds a player is told to wait after a 503. */
+const RETRY_AFTER_S = 5;
+
+/**
+ * GET|HEAD /stream/<id>. Headers are sent only once the first body bytes are at hand, so a
+ * read that fails early still gets a proper status (503 + Retry-After, 502) instead of a
+ * truncated 206; a failure mid-body can only close the connection.
+ */
+export async function handleStream(cache: MediaCache, id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const controller = new AbortController();
+  const onClose = (): void => {
+    if (!res.writableFinished) controller.abort();
+  };
+  res.on('close', onClose);
+  let reader;
+  try {
+    reader = cache.openReader(id, controller.signal);
+  } catch (err) {
+    res.off('close', onClose);
+    sendError(res, err);
+    return;
+  }
+  try {
+    const rangeHeader = req.headers.range;
+    const entry = await reader.ensureSize(startHint(rangeHeader));
+    const size = entry.expectedTotalSize ?? 0;
+    const plan = planRange(rangeHeader, size);
+    if (plan.kind === 'unsatisfiable') {
+      res.writeHead(416, { 'content-range': `bytes */${size}`, 'accept-ranges': 'bytes', 'content-length': 0 });
+      res.end();
+      return;
+    }
+    const [start, end] = plan.kind === 'partial' ? [plan.start, plan.end] : [0, size - 1];
+    const headers: Record<string, string | number> = {
+      'accept-ranges': 'bytes',
+      'content-type': entry.mimeType ?? 'application/octet-stream',
+      'content-length': end - start + 1,
+    };
+    if (plan.kind === 'partial') headers['content-range'] = `bytes ${start}-${end}/${size}`;
+    const status = plan.kind === 'partial' ? 206 : 200;
+    if (req.method === 'HEAD' || end < start) {
+      res.writeHead(status, headers);
+      res.end();
+      return;
+    }
+    let headersSent = false;
+    for await (const buf of reader.read(start, end)) {
+      if (!headersSent) {
+        res.writeHead(status, headers);
+        headersSent = true;
+      }
+      if (!res.write(buf)) await once(res, 'drain', { signal: controller.signal });
+    }
+    res.end();
+  } catch (err) {
+    if (controller.signal.aborted || isMediaCacheError(err, ErrorCodes.ABORTED)) {
+      res.destroy();
+    } else if (res.headersSent) {
+      res.destroy(); // mid-body: closing is the only honest signal left
+    } else {
+      sendError(res, err, retryHeaders(err));
+    }
+  } finally {
+    res.off('close', onClose);
+    reader.close();
+  }
+}
+
+function retryHeaders(err: unknown): Record<string, string> {
+  return httpStatusOf(err) === 503 ? { 'retry-after': String(RETRY_AFTER_S) } : {};
+}
+

@@ -1,0 +1,81 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { MediaCache, type CacheOptions } from '../../src/cache.js';
+import { startServer, type CacheServer } from '../../src/server/http-server.js';
+
+export function tempDir(prefix = 'mediacache-test-'): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+export interface Proxy {
+  cache: MediaCache;
+  server: CacheServer;
+  dataDir: string;
+  /** Registers a URL and returns its entry id and stream URL. */
+  add(url: string, extra?: { sourceId?: string; mediaId?: string; quality?: string }): Promise<{ id: string; streamUrl: string }>;
+  /** Closes server and cache, keeping the data dir (for restart tests). */
+  stop(): Promise<void>;
+  /** stop() and delete the data dir. */
+  close(): Promise<void>;
+}
+
+/** A real cache on a temp data dir (or the given one) with its HTTP server on 127.0.0.1:0. */
+export async function startProxy(options: CacheOptions = {}): Promise<Proxy> {
+  const dataDir = options.dataDir ?? tempDir();
+  const cache = await MediaCache.open({ chunkSize: 256 * 1024, retry: { baseDelayMs: 20, maxDelayMs: 200 }, ...options, dataDir });
+  const server = await startServer(cache, { host: '127.0.0.1', port: 0 });
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await server.close();
+    await cache.close();
+  };
+  return {
+    cache,
+    server,
+    dataDir,
+    async add(url, extra = {}) {
+      const res = await fetchBytes(`${server.url}/api/entries`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ url, ...extra }),
+      });
+      if (res.status !== 201 && res.status !== 200) throw new Error(`add failed: ${res.status} ${res.body.toString()}`);
+      const entry = JSON.parse(res.body.toString()) as { id: string; streamUrl: string };
+      return { id: entry.id, streamUrl: entry.streamUrl };
+    },
+    stop,
+    async close() {
+      await stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface FetchResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** One HTTP request, whole body buffered. */
+export async function fetchBytes(
+  url: string,
+  init: { method?: 'GET' | 'HEAD' | 'POST' | 'DELETE'; headers?: Record<string, string>; body?: string } = {},
+): Promise<FetchResult> {
+  const res = await request(url, { method: init.method ?? 'GET', headers: init.headers, body: init.body });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return { status: res.statusCode, headers: res.headers, body };
+}
+
+export function getRange(url: string, range: string): Promise<FetchResult> {
+  return fetchBytes(url, { headers: { range } });
+}
+
+export async function getJson<T>(url: string): Promise<T> {
+  const res = await fetchBytes(url);
+  return JSON.parse(res.body.toString()) as T;
+}
