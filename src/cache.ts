@@ -10,6 +10,9 @@ import { DataDirLock } from './data-dir-lock.js';
 import { EntryInputSchema, cacheKeyOf, redactUrl, type EntryInput } from './entry-input.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
 import { coalesceRanges, deriveState, type EntryState } from './state/entry-state.js';
+import { Evictor, type CacheLimits, type DiskUsage, type GcReport } from './store/evictor.js';
+import { CacheStats, type StatTotals } from './stats/stats.js';
+import { TransferMeter } from './stats/transfer-meter.js';
 
 export interface CacheOptions {
   /** Where the database, lock file and sparse files live. Default `./.mediacache`. */
@@ -25,6 +28,14 @@ export interface CacheOptions {
   retry?: Partial<RetryPolicy>;
   /** Upstream timeout for headers and between body pieces. Default 30 s. */
   upstreamTimeoutMs?: number;
+  /** Disk the cached files may use (allocated blocks). Default: min(20 % of the disk, 50 GB). */
+  maxSize?: number;
+  /** Free disk space to leave. Default 2 GB. */
+  minFree?: number;
+  /** Period of the cleanup worker. Default 60 s. */
+  cleanupIntervalMs?: number;
+  /** How often statistics are written to the database. Default 5 s. */
+  statsFlushIntervalMs?: number;
 }
 
 export const DEFAULTS = {
@@ -37,6 +48,9 @@ export const DEFAULTS = {
   retry: { attempts: 5, baseDelayMs: 250, maxDelayMs: 8_000 },
   upstreamTimeoutMs: 30_000,
   readSize: 1024 * 1024,
+  minFree: 2e9,
+  cleanupIntervalMs: 60_000,
+  statsFlushIntervalMs: 5_000,
 } as const;
 
 /** An entry as the API and CLI show it. Derived from the database on every call. */
@@ -61,6 +75,11 @@ export interface EntryStatus {
   createdAt: string;
   lastAccessed: string;
   accessCount: number;
+  pinned: boolean;
+  /** Head pin: bytes kept from the start (plus the tail chunk); null when all or nothing is pinned. */
+  pinHeadBytes: number | null;
+  /** Download progress: percent stored, recent rate, and time left at that rate. */
+  progress: { percent: number | null; bytesPerSecond: number; etaSeconds: number | null };
 }
 
 export type PriorityName = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW';
@@ -78,6 +97,9 @@ export class MediaCache {
   readonly repo: SqliteRepository;
   readonly store: ChunkStore;
   readonly manager: ChunkManager;
+  readonly stats: CacheStats;
+  readonly evictor: Evictor;
+  private readonly meter: TransferMeter;
   private readonly downloader: Downloader;
   private readonly lock: DataDirLock;
   private closing: Promise<void> | undefined;
@@ -105,13 +127,25 @@ export class MediaCache {
       backgroundFill: options.backgroundFill ?? DEFAULTS.backgroundFill,
       retry: { ...DEFAULTS.retry, ...options.retry },
       readSize: DEFAULTS.readSize,
+      admit: (entryId, chunkIndex, bytes) => this.evictor.admit(entryId, chunkIndex, bytes),
     });
+    this.stats = new CacheStats(this.repo, options.statsFlushIntervalMs ?? DEFAULTS.statsFlushIntervalMs);
+    this.meter = new TransferMeter(this.manager, (bytes) => this.stats.add('bytesFromUpstream', bytes));
+    this.evictor = new Evictor(
+      this.repo,
+      this.store,
+      this.manager,
+      this.stats,
+      { maxSize: options.maxSize, minFree: options.minFree ?? DEFAULTS.minFree },
+      options.cleanupIntervalMs ?? DEFAULTS.cleanupIntervalMs,
+    );
   }
 
   /** Opens the cache on a data dir and resumes its persisted download queue. */
   static async open(options: CacheOptions = {}): Promise<MediaCache> {
     const cache = new MediaCache(options);
     await cache.store.init();
+    await cache.evictor.start();
     cache.manager.start();
     return cache;
   }
@@ -183,7 +217,49 @@ export class MediaCache {
     const entry = this.requireEntry(id);
     if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
     this.repo.touchEntry(id, Date.now());
-    return new EntryReader(this.repo, this.store, this.manager, this.requireEntry(id), signal);
+    return new EntryReader(this.repo, this.store, this.manager, this.requireEntry(id), signal, (served) =>
+      this.stats.recordRead(served),
+    );
+  }
+
+  /**
+   * Pauses a pre-cache: queued background work is dropped and such downloads are cancelled,
+   * keeping what they wrote. prefetch() resumes from the stored chunks.
+   */
+  async pausePrefetch(id: string): Promise<EntryStatus> {
+    this.requireEntry(id);
+    await this.manager.pauseBackground(id);
+    return this.statusOf(id);
+  }
+
+  /** Pins an entry against eviction: all of it, or (headBytes) its first bytes and tail chunk. */
+  pin(id: string, headBytes: number | null = null): EntryStatus {
+    this.requireEntry(id);
+    if (headBytes !== null && (!Number.isSafeInteger(headBytes) || headBytes < 1)) {
+      throw new MediaCacheError(ErrorCodes.INVALID_INPUT, 'head bytes must be a positive integer');
+    }
+    this.repo.setEntryPin(id, true, headBytes);
+    return this.statusOf(id);
+  }
+
+  unpin(id: string): EntryStatus {
+    this.requireEntry(id);
+    this.repo.setEntryPin(id, false, null);
+    return this.statusOf(id);
+  }
+
+  /** Runs the cleanup worker now: evicts down to the limits and reports what it freed. */
+  gc(): Promise<GcReport> {
+    return this.evictor.gc();
+  }
+
+  setLimits(limits: Partial<CacheLimits>): void {
+    this.evictor.setLimits(limits);
+  }
+
+  /** Persisted totals plus disk usage against the limits. */
+  statistics(): { totals: StatTotals; disk: DiskUsage; entries: number } {
+    return { totals: this.stats.totals(), disk: this.evictor.usage(), entries: this.repo.listEntries().length };
   }
 
   on<E extends keyof CacheEvents>(event: E, listener: (...args: CacheEvents[E]) => void): this {
@@ -199,9 +275,11 @@ export class MediaCache {
   /** Stops downloads (unfinished chunks are not recorded), closes files and the database. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.evictor.close();
       await this.manager.close();
       await this.downloader.close();
       await this.store.close();
+      this.stats.close();
       this.repo.close();
       this.lock.release();
     })();
@@ -236,6 +314,19 @@ export class MediaCache {
       createdAt: new Date(entry.createdAt).toISOString(),
       lastAccessed: new Date(entry.lastAccessed).toISOString(),
       accessCount: entry.accessCount,
+      pinned: entry.pinned,
+      pinHeadBytes: entry.pinHeadBytes,
+      progress: this.progressOf(entry.expectedTotalSize, facts.storedBytes, id),
+    };
+  }
+
+  private progressOf(total: number | null, stored: number, id: string): EntryStatus['progress'] {
+    const bytesPerSecond = this.meter.rate(id);
+    const left = total === null ? null : Math.max(0, total - stored);
+    return {
+      percent: total === null ? null : total === 0 ? 100 : Math.floor((10000 * stored) / total) / 100,
+      bytesPerSecond,
+      etaSeconds: left === null ? null : left === 0 ? 0 : bytesPerSecond > 0 ? Math.ceil(left / bytesPerSecond) : null,
     };
   }
 }

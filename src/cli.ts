@@ -1,22 +1,15 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { MediaCache, DEFAULTS, type EntryStatus } from './cache.js';
 import { startServer, DEFAULT_HOST, DEFAULT_PORT } from './server/http-server.js';
 import { MediaCacheError } from './errors.js';
-import { formatBytes, parseSize } from './units.js';
-
-/** Exit codes, documented in the README. */
-const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, UNREACHABLE: 3, NOT_FOUND: 4 } as const;
-
-class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
+import { parseSize } from './units.js';
+import { startActivityLog } from './stats/activity-log.js';
+import { CliError, EXIT, api, jsonOption, printJson, serverOption } from './cli/client.js';
+import { applyConfigFile, configOption } from './cli/config.js';
+import { describe, percent } from './cli/format.js';
+import { registerManageCommands, sizeArg } from './cli/manage.js';
 
 const positiveInt = (name: string) => (value: string): number => {
   const n = Number(value);
@@ -28,9 +21,9 @@ const port = (value: string): number => {
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('port must be 0-65535.');
   return n;
 };
-const size = (value: string): number => {
+const sizeOrZero = (value: string): number => {
   const n = parseSize(value);
-  if (n === undefined || n < 1) throw new InvalidArgumentError('expected a size such as 1048576, 10MiB or 4MB.');
+  if (n === undefined) throw new InvalidArgumentError('expected a size such as 0, 2GB or 500MiB.');
   return n;
 };
 
@@ -38,7 +31,10 @@ const program = new Command()
   .name('mediacache')
   .description('A caching streaming proxy for media: play and seek remote files as if they were local.')
   .showHelpAfterError('(run with --help for usage)')
-  .configureOutput({ outputError: (text, write) => write(text) });
+  .configureOutput({ outputError: (text, write) => write(text) })
+  // Usage errors exit 2 (see the catch below) instead of commander's 1.
+  .exitOverride()
+  .hook('preAction', (_program, command) => applyConfigFile(program, command));
 
 program
   .command('serve')
@@ -46,12 +42,17 @@ program
   .addOption(new Option('--host <host>', 'address to bind').env('MEDIACACHE_HOST').default(DEFAULT_HOST))
   .addOption(new Option('--port <port>', 'port to listen on (0 = any free)').env('MEDIACACHE_PORT').argParser(port).default(DEFAULT_PORT))
   .addOption(new Option('--data-dir <dir>', 'database and cached files').env('MEDIACACHE_DATA_DIR').default(DEFAULTS.dataDir))
-  .addOption(new Option('--chunk-size <bytes>', 'download unit for new entries (e.g. 10MiB)').env('MEDIACACHE_CHUNK_SIZE').argParser(size).default(DEFAULTS.chunkSize, '10MiB'))
+  .addOption(new Option('--chunk-size <bytes>', 'download unit for new entries (e.g. 10MiB)').env('MEDIACACHE_CHUNK_SIZE').argParser(sizeArg).default(DEFAULTS.chunkSize, '10MiB'))
   .addOption(new Option('--max-concurrent-downloads <n>', 'upstream transfers at once').env('MEDIACACHE_MAX_CONCURRENT_DOWNLOADS').argParser(positiveInt('max-concurrent-downloads')).default(DEFAULTS.maxConcurrentDownloads))
   .addOption(new Option('--lookahead-chunks <n>', 'chunks fetched ahead of a reader at HIGH priority').env('MEDIACACHE_LOOKAHEAD_CHUNKS').argParser(positiveInt('lookahead-chunks')).default(DEFAULTS.lookaheadChunks))
   .addOption(new Option('--wait-timeout-s <s>', 'how long a read waits for missing bytes').env('MEDIACACHE_WAIT_TIMEOUT_S').argParser(positiveInt('wait-timeout-s')).default(DEFAULTS.waitTimeoutMs / 1000))
   .addOption(new Option('--no-background-fill', 'do not fetch the rest of an opened file in the background'))
+  .addOption(new Option('--max-size <size>', 'disk the cached files may use (allocated blocks), e.g. 50GB').env('MEDIACACHE_MAX_SIZE').argParser(sizeArg).default(undefined, 'min(20% of the disk, 50GB)'))
+  .addOption(new Option('--min-free <size>', 'free disk space to leave, e.g. 2GB').env('MEDIACACHE_MIN_FREE').argParser(sizeOrZero).default(DEFAULTS.minFree, '2GB'))
+  .addOption(new Option('--cleanup-interval-s <s>', 'period of the cleanup worker').env('MEDIACACHE_CLEANUP_INTERVAL_S').argParser(positiveInt('cleanup-interval-s')).default(DEFAULTS.cleanupIntervalMs / 1000))
+  .addOption(new Option('--stats-interval-s <s>', 'period of the activity summary in the log (silent when idle)').env('MEDIACACHE_STATS_INTERVAL_S').argParser(positiveInt('stats-interval-s')).default(60))
   .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('MEDIACACHE_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+  .addOption(configOption())
   .action(serve);
 
 program
@@ -61,23 +62,21 @@ program
   .option('--source-id <id>', 'media server id (with --media-id: a cache key that survives token rotation)')
   .option('--media-id <id>', 'item id on that server')
   .option('--quality <q>', 'quality or version of the item')
-  .option('--json', 'print the entry as JSON')
+  .addOption(jsonOption().default(false))
   .addOption(serverOption())
+  .addOption(configOption())
   .action(add);
 
 program
   .command('status')
-  .description('show one entry, or all entries, of a running server')
+  .description('show one entry (state, %, chunk map), or all entries, of a running server')
   .argument('[id]', 'entry id')
-  .option('--json', 'print JSON')
+  .addOption(jsonOption())
   .addOption(serverOption())
+  .addOption(configOption())
   .action(status);
 
-function serverOption(): Option {
-  return new Option('--server <url>', 'URL of the running mediacache server')
-    .env('MEDIACACHE_SERVER')
-    .default(`http://${DEFAULT_HOST}:${DEFAULT_PORT}`);
-}
+registerManageCommands(program);
 
 interface ServeOptions {
   host: string;
@@ -88,6 +87,10 @@ interface ServeOptions {
   lookaheadChunks: number;
   waitTimeoutS: number;
   backgroundFill: boolean;
+  maxSize?: number;
+  minFree: number;
+  cleanupIntervalS: number;
+  statsIntervalS: number;
   logLevel: string;
 }
 
@@ -100,8 +103,12 @@ async function serve(opts: ServeOptions): Promise<void> {
     lookaheadChunks: opts.lookaheadChunks,
     waitTimeoutMs: opts.waitTimeoutS * 1000,
     backgroundFill: opts.backgroundFill,
+    maxSize: opts.maxSize,
+    minFree: opts.minFree,
+    cleanupIntervalMs: opts.cleanupIntervalS * 1000,
   });
   cache.on('state-changed', ({ entryId, state }) => logger.info({ entryId, state }, 'entry state'));
+  const stopActivityLog = startActivityLog(cache.stats, (fields, message) => logger.info(fields, message), opts.statsIntervalS * 1000);
   let server;
   try {
     server = await startServer(cache, { host: opts.host, port: opts.port, logger });
@@ -109,6 +116,8 @@ async function serve(opts: ServeOptions): Promise<void> {
     await cache.close();
     throw new CliError(`cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}`, EXIT.FAILURE);
   }
+  const { limits } = cache.evictor.usage();
+  logger.info({ maxSize: limits.maxSize, minFree: limits.minFree }, 'cache limits');
   process.stdout.write(`mediacache listening on ${server.url} (data dir ${cache.dataDir})\n`);
 
   let stopping = false;
@@ -120,6 +129,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     void (async () => {
+      stopActivityLog();
       await server.close();
       await cache.close();
       process.stdout.write('mediacache stopped\n');
@@ -130,27 +140,6 @@ async function serve(opts: ServeOptions): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
-async function api(server: string, path: string, init: RequestInit = {}): Promise<{ status: number; body: unknown }> {
-  let res: Response;
-  try {
-    res = await fetch(new URL(path, server), init);
-  } catch (err) {
-    throw new CliError(`cannot reach the mediacache server at ${server} (is 'mediacache serve' running?)`, EXIT.UNREACHABLE);
-  }
-  const text = await res.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // not JSON: keep the text for the message
-  }
-  if (res.status >= 400) {
-    const message = (body as { error?: { message?: string } }).error?.message ?? `HTTP ${res.status}`;
-    throw new CliError(message, res.status === 404 ? EXIT.NOT_FOUND : EXIT.FAILURE);
-  }
-  return { status: res.status, body };
-}
-
 async function add(url: string, opts: { sourceId?: string; mediaId?: string; quality?: string; json?: boolean; server: string }): Promise<void> {
   const { body } = await api(opts.server, '/api/entries', {
     method: 'POST',
@@ -158,20 +147,22 @@ async function add(url: string, opts: { sourceId?: string; mediaId?: string; qua
     body: JSON.stringify({ url, sourceId: opts.sourceId, mediaId: opts.mediaId, quality: opts.quality }),
   });
   const entry = body as EntryStatus & { streamUrl: string };
-  process.stdout.write(opts.json ? `${JSON.stringify(entry, null, 2)}\n` : `${entry.streamUrl}\n`);
+  if (opts.json) printJson(entry);
+  else process.stdout.write(`${entry.streamUrl}\n`);
 }
 
 async function status(id: string | undefined, opts: { json?: boolean; server: string }): Promise<void> {
   if (id !== undefined) {
     const { body } = await api(opts.server, `/api/entries/${encodeURIComponent(id)}`);
     const entry = body as EntryStatus;
-    process.stdout.write(opts.json ? `${JSON.stringify(entry, null, 2)}\n` : describe(entry));
+    if (opts.json) printJson(entry);
+    else process.stdout.write(describe(entry));
     return;
   }
   const { body } = await api(opts.server, '/api/entries');
   const entries = (body as { entries: EntryStatus[] }).entries;
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+    printJson(entries);
     return;
   }
   if (entries.length === 0) process.stdout.write('no entries\n');
@@ -180,38 +171,12 @@ async function status(id: string | undefined, opts: { json?: boolean; server: st
   }
 }
 
-function percent(e: EntryStatus): string {
-  return e.totalBytes ? `${((100 * e.downloadedBytes) / e.totalBytes).toFixed(1)}%` : e.totalBytes === 0 ? '100.0%' : '?';
-}
-
-/** One entry, with its chunk map as a text bar: █ stored, ░ missing. */
-function describe(e: EntryStatus): string {
-  const lines = [
-    `id:         ${e.id}`,
-    `url:        ${e.url}`,
-    `state:      ${e.state}`,
-    `size:       ${e.totalBytes === null ? 'unknown' : formatBytes(e.totalBytes)}`,
-    `cached:     ${formatBytes(e.downloadedBytes)} (${percent(e)})`,
-    `pending:    ${e.pendingChunks} chunk(s)`,
-  ];
-  if (e.error) lines.push(`error:      ${e.error}`);
-  if (e.totalBytes) lines.push(`chunk map:  [${chunkBar(e, 60)}]`);
-  return `${lines.join('\n')}\n`;
-}
-
-function chunkBar(e: EntryStatus, width: number): string {
-  const total = e.totalBytes ?? 0;
-  let bar = '';
-  for (let i = 0; i < width; i++) {
-    const from = Math.floor((i * total) / width);
-    const to = Math.max(from, Math.floor(((i + 1) * total) / width) - 1);
-    const covered = e.chunks.some(([s, end]) => s <= from && end >= to);
-    bar += covered ? '█' : '░';
-  }
-  return bar;
-}
-
 program.parseAsync().catch((err: unknown) => {
+  if (err instanceof CommanderError) {
+    // Help and version are successes; anything else commander reports is a usage error.
+    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version';
+    process.exit(ok ? EXIT.OK : EXIT.USAGE);
+  }
   if (err instanceof CliError) {
     process.stderr.write(`mediacache: ${err.message}\n`);
     process.exit(err.exitCode);

@@ -3,8 +3,12 @@ import { z } from 'zod';
 const httpUrl = z
   .string()
   .max(8192)
-  .refine((s) => URL.canParse(s), 'must be an absolute URL')
-  .refine((s) => ['http:', 'https:'].includes(new URL(s).protocol), 'only http and https URLs are supported');
+  .superRefine((s, ctx) => {
+    if (!URL.canParse(s)) ctx.addIssue({ code: 'custom', message: 'url must be an absolute URL' });
+    else if (!['http:', 'https:'].includes(new URL(s).protocol)) {
+      ctx.addIssue({ code: 'custom', message: 'only http and https URLs are supported' });
+    }
+  });
 
 /** What a caller gives to cache a file: the URL, and optionally the identity that survives token rotation. */
 export const EntryInputSchema = z

@@ -9,6 +9,8 @@ export type { CacheOptions, CacheEvents, EntryStatus, PriorityName } from './cac
 export { startServer, DEFAULT_HOST, DEFAULT_PORT } from './server/http-server.js';
 export type { CacheServer, ServerOptions } from './server/http-server.js';
 export type { EntryInput } from './entry-input.js';
+export type { CacheLimits, DiskUsage, GcReport } from './store/evictor.js';
+export type { StatTotals } from './stats/stats.js';
 export { EntryState } from './state/entry-state.js';
 export { ErrorCodes, MediaCacheError } from './errors.js';
 export type { ErrorCode } from './errors.js';

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
-import { fetchBytes, getJson, getRange, startProxy, type Proxy } from './helpers/harness.js';
+import { fetchBytes, getJson, getRange, startProxy, waitComplete, type Proxy } from './helpers/harness.js';
 
 const CHUNK = 256 * 1024;
 
@@ -138,10 +138,11 @@ describe('upstream traffic', () => {
     upstream.setFile('/play.mkv', data, { contentType: 'video/x-matroska' });
     const proxy = await startProxy({ chunkSize: CHUNK });
     try {
-      const { streamUrl } = await proxy.add(upstream.url('/play.mkv'));
+      const { id, streamUrl } = await proxy.add(upstream.url('/play.mkv'));
       upstream.resetStats();
       const first = await fetchBytes(streamUrl);
       assert.equal(sha256(first.body), sha256(data));
+      await waitComplete(proxy, id);
       await upstream.waitQuiet();
       const fetched = upstream.bytesSent('/play.mkv');
       assert.ok(fetched <= data.length * 1.01, `fetched ${fetched} for ${data.length}`);
@@ -181,6 +182,7 @@ describe('upstream traffic', () => {
     const first = await startProxy({ chunkSize: CHUNK });
     const { id } = await first.add(upstream.url('/restart.mp4'));
     assert.equal(sha256((await fetchBytes(`${first.server.url}/stream/${id}`)).body), sha256(data));
+    await waitComplete(first, id);
     await first.stop();
 
     upstream.resetStats();

@@ -10,7 +10,7 @@ interface Fetched {
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
   /** Set when the body stream failed after headers arrived (reset, stall timeout). */
-  error?: Error;
+  error?: Error & { code?: string };
 }
 
 async function fetchBody(
@@ -19,11 +19,11 @@ async function fetchBody(
 ): Promise<Fetched> {
   const res = await request(url, { method: init.method ?? 'GET', headers: init.headers, bodyTimeout: init.bodyTimeout });
   const chunks: Buffer[] = [];
-  let error: Error | undefined;
+  let error: Fetched['error'];
   try {
     for await (const chunk of res.body as AsyncIterable<Buffer>) chunks.push(chunk);
   } catch (err) {
-    error = err as Error;
+    error = err as Fetched['error'];
   }
   return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks), ...(error && { error }) };
 }
@@ -189,7 +189,7 @@ test('stall fault sends afterBytes then goes silent until the client leaves', as
   up.injectFault({ kind: 'stall', afterBytes: 50_000 });
   const res = await fetchBody(up.url('/a'), { bodyTimeout: 150 });
   assert.equal(res.status, 200);
-  assert.equal((res.error as Error & { code?: string } | undefined)?.code, 'UND_ERR_BODY_TIMEOUT');
+  assert.equal(res.error?.code, 'UND_ERR_BODY_TIMEOUT');
   assert.equal(sha256(res.body), sha256(data.subarray(0, 50_000)));
   await up.waitQuiet(20);
   assert.equal(up.activeResponses(), 0);

@@ -24,6 +24,10 @@ export interface EntryRow {
   createdAt: number;
   lastAccessed: number;
   accessCount: number;
+  /** Never evicted (all of it, or with pinHeadBytes only the head and the tail chunk). */
+  pinned: boolean;
+  /** Head pin: bytes from the start kept; null pins the whole entry. Set only when pinned. */
+  pinHeadBytes: number | null;
 }
 
 /** A stored byte range, `end` inclusive. */
@@ -58,7 +62,10 @@ export interface EntryMetadata {
   lastModified: string | null;
 }
 
-export type NewEntry = Omit<EntryRow, 'isComplete' | 'errorMessage' | 'accessCount' | 'expectedTotalSize' | 'mimeType' | 'etag' | 'lastModified'>;
+export type NewEntry = Omit<
+  EntryRow,
+  'isComplete' | 'errorMessage' | 'accessCount' | 'expectedTotalSize' | 'mimeType' | 'etag' | 'lastModified' | 'pinned' | 'pinHeadBytes'
+>;
 
 /**
  * The only code that speaks SQL. Everything above it passes plain rows. The interface is
@@ -99,6 +106,25 @@ export interface CacheRepository {
   /** After a restart nothing is downloading: every claimed row goes back to the queue. */
   requeueDownloading(): number;
 
+  /** Pins (headBytes null: all of it) or unpins an entry. */
+  setEntryPin(id: string, pinned: boolean, headBytes: number | null): void;
+  /** Entries, least recently accessed first: the eviction order. */
+  entriesByLastAccess(): EntryFacts[];
+  /** Entries with queued or running work at `priority` or more urgent (e.g. a pre-cache). */
+  entriesQueuedAtOrAbove(priority: Priority): Set<string>;
+  /**
+   * Eviction: drops the stored ranges lying inside the given inclusive spans and the complete
+   * mark, in one transaction. Returns the bytes the dropped rows covered.
+   */
+  evictChunks(id: string, spans: ReadonlyArray<readonly [number, number]>): number;
+  /** Drops queued (not running) rows at `priority` or less urgent; returns how many. */
+  dequeueAtOrBelow(id: string, priority: Priority): number;
+
+  /** Persisted counters, by name. */
+  readStats(): Record<string, number>;
+  /** Adds to persisted counters (creating them at 0). */
+  addStats(deltas: Readonly<Record<string, number>>): void;
+
   close(): void;
 }
 
@@ -120,6 +146,8 @@ interface EntryDbRow {
   created_at: number;
   last_accessed: number;
   access_count: number;
+  pinned: number;
+  pin_head_bytes: number | null;
 }
 
 interface FactsDbRow extends EntryDbRow {
@@ -155,6 +183,8 @@ const toEntry = (r: EntryDbRow): EntryRow => ({
   createdAt: r.created_at,
   lastAccessed: r.last_accessed,
   accessCount: r.access_count,
+  pinned: r.pinned === 1,
+  pinHeadBytes: r.pin_head_bytes,
 });
 
 const toFacts = (r: FactsDbRow): EntryFacts => ({
@@ -268,6 +298,18 @@ export class SqliteRepository implements CacheRepository {
       incRetry: db.prepare<[string, number], { retry_count: number }>(`UPDATE cache_download_queue
         SET retry_count = retry_count + 1 WHERE cache_entry_id = ? AND chunk_index = ? RETURNING retry_count`),
       requeueDownloading: db.prepare(`UPDATE cache_download_queue SET status = 'queued' WHERE status = 'downloading'`),
+      setPin: db.prepare('UPDATE cache_entries SET pinned = ?, pin_head_bytes = ? WHERE id = ?'),
+      byLastAccess: db.prepare<[], FactsDbRow>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`),
+      queuedAtOrAbove: db.prepare<[number], { id: string }>(`SELECT DISTINCT cache_entry_id AS id
+        FROM cache_download_queue WHERE priority <= ?`),
+      evictSpan: db.prepare<[string, number, number], { bytes: number }>(`DELETE FROM cache_chunks
+        WHERE cache_entry_id = ? AND start_byte >= ? AND end_byte <= ? RETURNING end_byte - start_byte + 1 AS bytes`),
+      markIncomplete: db.prepare('UPDATE cache_entries SET is_complete = 0 WHERE id = ?'),
+      dequeueAtOrBelow: db.prepare(`DELETE FROM cache_download_queue
+        WHERE cache_entry_id = ? AND status = 'queued' AND priority >= ?`),
+      readStats: db.prepare<[], { name: string; value: number }>('SELECT name, value FROM cache_stats'),
+      addStat: db.prepare(`INSERT INTO cache_stats (name, value) VALUES (?, ?)
+        ON CONFLICT (name) DO UPDATE SET value = value + excluded.value`),
     };
     this.recordChunkTx = db.transaction((id: string, chunkIndex: number | null, c: ChunkRow) => {
       this.stmts.insertChunk.run(id, c.start, c.end, c.checksum, c.downloadedAt);
@@ -287,6 +329,8 @@ export class SqliteRepository implements CacheRepository {
 
   private readonly recordChunkTx: (id: string, chunkIndex: number | null, c: ChunkRow) => void;
   private readonly invalidateTx: (id: string) => void;
+  private evictTx?: (id: string, spans: ReadonlyArray<readonly [number, number]>) => number;
+  private addStatsTx?: (deltas: Readonly<Record<string, number>>) => void;
 
   insertEntry(entry: NewEntry): EntryRow {
     this.stmts.insertEntry.run(entry);
@@ -372,6 +416,40 @@ export class SqliteRepository implements CacheRepository {
   }
   requeueDownloading(): number {
     return this.stmts.requeueDownloading.run().changes;
+  }
+  setEntryPin(id: string, pinned: boolean, headBytes: number | null): void {
+    this.stmts.setPin.run(pinned ? 1 : 0, pinned ? headBytes : null, id);
+  }
+  entriesByLastAccess(): EntryFacts[] {
+    return this.stmts.byLastAccess.all().map(toFacts);
+  }
+  entriesQueuedAtOrAbove(priority: Priority): Set<string> {
+    return new Set(this.stmts.queuedAtOrAbove.all(priority).map((r) => r.id));
+  }
+  evictChunks(id: string, spans: ReadonlyArray<readonly [number, number]>): number {
+    this.evictTx ??= this.db.transaction((entryId: string, list: ReadonlyArray<readonly [number, number]>) => {
+      let bytes = 0;
+      for (const [start, end] of list) {
+        for (const r of this.stmts.evictSpan.all(entryId, start, end)) bytes += r.bytes;
+      }
+      this.stmts.markIncomplete.run(entryId);
+      return bytes;
+    });
+    return this.evictTx(id, spans);
+  }
+  dequeueAtOrBelow(id: string, priority: Priority): number {
+    return this.stmts.dequeueAtOrBelow.run(id, priority).changes;
+  }
+  readStats(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.stmts.readStats.all()) out[r.name] = r.value;
+    return out;
+  }
+  addStats(deltas: Readonly<Record<string, number>>): void {
+    this.addStatsTx ??= this.db.transaction((d: Readonly<Record<string, number>>) => {
+      for (const [name, value] of Object.entries(d)) if (value !== 0) this.stmts.addStat.run(name, value);
+    });
+    this.addStatsTx(deltas);
   }
   close(): void {
     if (this.db.open) this.db.close();

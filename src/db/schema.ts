@@ -49,4 +49,15 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX cache_download_queue_next ON cache_download_queue (status, priority, created_at);
   CREATE INDEX cache_entries_last_accessed ON cache_entries (last_accessed);
   `,
+  // 2: pinning (never evicted; a head pin keeps only the first N bytes and the tail chunk) and
+  // persisted statistics, so totals survive restarts.
+  `
+  ALTER TABLE cache_entries ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE cache_entries ADD COLUMN pin_head_bytes INTEGER;  -- NULL: the whole entry is pinned
+
+  CREATE TABLE cache_stats (
+    name  TEXT PRIMARY KEY,                         -- hits, misses, bytesFromCache, ...
+    value INTEGER NOT NULL DEFAULT 0
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];

@@ -25,6 +25,11 @@ export interface ChunkManagerOptions {
   retry: RetryPolicy;
   /** Largest buffer handed to a reader at once. */
   readSize: number;
+  /**
+   * Consulted before a chunk download starts with the bytes it may write: false makes it wait
+   * in the queue (the size limit: room is made first). Call pump() once there is room.
+   */
+  admit?: (entryId: string, chunkIndex: number, bytes: number) => boolean;
 }
 
 /** Events for dashboards and embedding apps; payloads are plain data. */
@@ -50,6 +55,7 @@ interface InFlight {
   crc: number;
   controller: AbortController;
   abortReason?: AbortReason;
+  outcome?: DownloadOutcome;
   done: Promise<void>;
 }
 
@@ -67,6 +73,8 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
   /** Bumped when an entry's bytes stop being valid (deleted, upstream changed): readers must stop. */
   private readonly generations = new Map<string, number>();
   private readonly lastStates = new Map<string, EntryState>();
+  /** Where a reader that seeked into a chunk wants its download to begin (key → byte). */
+  private readonly seekStarts = new Map<string, number>();
   readonly wakeups = new Wakeups();
   private closed = false;
 
@@ -88,6 +96,28 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
 
   get activeDownloads(): number {
     return this.inflight.size;
+  }
+
+  /** Entries a reader wants or a download writes right now: their bytes must not be evicted. */
+  activeEntryIds(): Set<string> {
+    const ids = new Set(this.demand.keys());
+    for (const f of this.inflight.values()) ids.add(f.entryId);
+    return ids;
+  }
+
+  /**
+   * Pauses a pre-cache or background fill: queued MEDIUM/LOW rows are dropped and such downloads
+   * nobody reads are cancelled (their written prefix is recorded). Readers' demand is untouched.
+   */
+  async pauseBackground(entryId: string): Promise<void> {
+    this.repo.dequeueAtOrBelow(entryId, Priority.MEDIUM);
+    const wanted = this.demand.get(entryId);
+    const running = [...this.inflight.values()].filter(
+      (f) => f.entryId === entryId && f.priority >= Priority.MEDIUM && !wanted?.has(f.chunkIndex),
+    );
+    for (const f of running) this.abort(f, 'cancelled');
+    await Promise.all(running.map((f) => f.done));
+    this.emitState(entryId);
   }
 
   generation(entryId: string): number {
@@ -112,6 +142,20 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     return out;
   }
 
+  /** The first gap of chunk `index` at or after byte `from`, inclusive bounds; null if none. */
+  private gapFrom(entry: EntryRow, index: number, from: number): { start: number; end: number } | null {
+    const first = index * entry.chunkSize;
+    const total = entry.expectedTotalSize;
+    const last = total === null ? first + entry.chunkSize - 1 : Math.min(first + entry.chunkSize, total) - 1;
+    let pos = Math.max(first, from);
+    if (pos > last) return null;
+    for (const row of this.repo.chunksIn(entry.id, pos, last)) {
+      if (row.start > pos) return { start: pos, end: row.start - 1 };
+      pos = Math.max(pos, row.end + 1);
+    }
+    return pos <= last ? { start: pos, end: last } : null;
+  }
+
   /** First byte of chunk `index` that is not stored, or null when the whole chunk is. */
   missingStart(entry: EntryRow, index: number): number | null {
     const first = index * entry.chunkSize;
@@ -132,8 +176,11 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
    * Sets what one reader wants: `critical` at CRITICAL and `lookahead` at HIGH. Returns the
    * chunks now held, to be passed back on the next call or to release().
    */
-  want(entry: EntryRow, held: ReadonlySet<number>, critical: number, lookahead: readonly number[]): Set<number> {
+  want(entry: EntryRow, held: ReadonlySet<number>, critical: number, lookahead: readonly number[], position?: number): Set<number> {
     const next = new Set<number>([critical, ...lookahead]);
+    // A seek mid-chunk starts the download at the reader, not at the chunk's first byte.
+    const running = this.inflight.get(key(entry.id, critical));
+    if (position !== undefined && (!running || running.abortReason)) this.seekStarts.set(key(entry.id, critical), position);
     const now = Date.now();
     const counts = this.demandOf(entry.id);
     for (const index of next) {
@@ -228,26 +275,33 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
         if (victim.priority <= next.priority) return;
         this.abort(victim, 'preempted');
       }
-      this.startDownload(next.entryId, next.chunkIndex, next.priority);
+      if (!this.startDownload(next.entryId, next.chunkIndex, next.priority)) return;
     }
   }
 
-  private startDownload(entryId: string, index: number, priority: Priority): void {
+  /** False when admission refused it: the row stays queued and the pump stops. */
+  private startDownload(entryId: string, index: number, priority: Priority): boolean {
     const entry = this.repo.getEntry(entryId);
-    const start = entry && !entry.errorMessage ? this.missingStart(entry, index) : null;
-    if (!entry || start === null) {
+    const from = this.seekStarts.get(key(entryId, index));
+    const gap = entry && !entry.errorMessage ? (from !== undefined && this.gapFrom(entry, index, from)) || this.gapFrom(entry, index, 0) : null;
+    if (!entry || !gap) {
+      this.seekStarts.delete(key(entryId, index));
       this.repo.dequeue(entryId, index);
-      return;
+      return true;
     }
-    this.repo.setQueueStatus(entryId, index, 'downloading');
+    const { start } = gap;
     const total = entry.expectedTotalSize;
     const chunkEnd = (index + 1) * entry.chunkSize - 1;
+    const admit = this.options.admit;
+    if (admit && !admit(entryId, index, (total === null ? chunkEnd : Math.min(chunkEnd, total - 1)) - start + 1)) return false;
+    this.seekStarts.delete(key(entryId, index));
+    this.repo.setQueueStatus(entryId, index, 'downloading');
     const f: InFlight = {
       entryId,
       chunkIndex: index,
       priority,
       start,
-      end: total === null ? chunkEnd : Math.min(chunkEnd, total - 1),
+      end: gap.end,
       written: 0,
       crc: 0,
       controller: new AbortController(),
@@ -257,9 +311,11 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     this.emit('download-started', { entryId, chunkIndex: index, priority, start });
     f.done = this.runDownload(entry, f).finally(() => {
       this.inflight.delete(key(entryId, index));
+      this.emit('download-ended', { entryId, chunkIndex: index, outcome: f.outcome ?? 'failed' });
       this.wakeups.notify(entryId);
       this.pump();
     });
+    return true;
   }
 
   private abort(f: InFlight, reason: AbortReason): void {
@@ -333,6 +389,12 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
         const row = { start: f.start, end: f.start + f.written - 1, checksum: f.crc, downloadedAt: Date.now() };
         // Only a finished chunk leaves the queue; a cut-off one stays for its remainder.
         this.repo.recordChunk(f.entryId, outcome === 'stored' ? f.chunkIndex : null, row);
+        if (outcome === 'stored' && this.missingStart(entry, f.chunkIndex) !== null) {
+          // It began at a seek or ended at a stored range: the chunk stays queued for its other gaps.
+          const wanted = this.demand.get(f.entryId)?.has(f.chunkIndex) || f.priority >= Priority.MEDIUM;
+          const priority = wanted ? f.priority : this.options.backgroundFill ? Priority.LOW : null;
+          if (priority !== null) this.repo.enqueue(f.entryId, f.chunkIndex, priority, Date.now());
+        }
         this.emit('chunk-stored', { entryId: f.entryId, start: row.start, end: row.end });
       } catch (err) {
         this.fail(f, err);
@@ -342,12 +404,17 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
       this.repo.dequeue(f.entryId, f.chunkIndex); // nothing to fetch: the range lies past the end
     }
     if (outcome === 'preempted') this.repo.setQueueStatus(f.entryId, f.chunkIndex, 'queued');
-    if (outcome === 'cancelled') this.repo.dequeue(f.entryId, f.chunkIndex);
+    if (outcome === 'cancelled') {
+      // A reader may have asked for the chunk again while the cancel was under way.
+      if (this.demand.get(f.entryId)?.has(f.chunkIndex)) this.repo.setQueueStatus(f.entryId, f.chunkIndex, 'queued');
+      else this.repo.dequeue(f.entryId, f.chunkIndex);
+    }
     this.end(f, outcome);
   }
 
+  /** Notes how a download ended; the event fires once it has left the in-flight set. */
   private end(f: InFlight, outcome: DownloadOutcome): void {
-    this.emit('download-ended', { entryId: f.entryId, chunkIndex: f.chunkIndex, outcome });
+    f.outcome = outcome;
     this.emitState(f.entryId);
   }
 

@@ -4,14 +4,28 @@ import type { ChunkManager } from './chunk-manager.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
 
 /**
+ * Lookahead chunks are asked for only after this much of a read was served: a player that
+ * scrubs (reads a little, then seeks again) must not start downloads it will abandon.
+ */
+const LOOKAHEAD_AFTER_BYTES = 1024 * 1024;
+
+export interface ServedBytes {
+  fromCache: number;
+  live: number;
+}
+
+/**
  * One player's read of one entry. It yields bytes from stored ranges (one indexed lookup each)
  * and from downloads under way as soon as they are written, telling the manager where it reads
  * so the chunk there is CRITICAL and the next ones HIGH. close() releases that demand.
  */
 export class EntryReader {
+  /** What this read served: from stored ranges, or from downloads under way (a miss). */
+  readonly served: ServedBytes = { fromCache: 0, live: 0 };
   private held = new Set<number>();
   private demandedChunk = -1;
   private demandedTotal: number | null = null;
+  private demandedLookahead = false;
   private entry: EntryRow;
 
   constructor(
@@ -20,6 +34,7 @@ export class EntryReader {
     private readonly manager: ChunkManager,
     entry: EntryRow,
     private readonly signal: AbortSignal,
+    private readonly onClose?: (served: Readonly<ServedBytes>) => void,
   ) {
     this.entry = entry;
   }
@@ -29,7 +44,7 @@ export class EntryReader {
     for (;;) {
       const entry = this.fresh();
       if (entry.expectedTotalSize !== null) return entry;
-      this.demandAt(Math.floor(hint / entry.chunkSize), hint);
+      this.demandAt(Math.floor(hint / entry.chunkSize), hint, hint);
       await this.manager.wakeups.wait(entry.id, this.manager.options.waitTimeoutMs, this.signal);
     }
   }
@@ -44,14 +59,17 @@ export class EntryReader {
         throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'entry was invalidated while being read');
       }
       const index = Math.floor(pos / chunkSize);
-      if (index !== this.demandedChunk || this.entry.expectedTotalSize !== this.demandedTotal) {
-        this.demandAt(index, end);
+      const lookahead = pos - start >= LOOKAHEAD_AFTER_BYTES;
+      if (index !== this.demandedChunk || this.entry.expectedTotalSize !== this.demandedTotal || lookahead !== this.demandedLookahead) {
+        this.demandAt(index, end, pos, lookahead);
       }
       const row = this.repo.chunkCovering(id, pos);
       const live = row ? undefined : this.manager.inflightAt(this.entry, pos);
       const stop = row ? row.end : live ? live.start + live.available - 1 : -1;
       if (stop >= pos) {
         const last = Math.min(stop, end);
+        if (row) this.served.fromCache += last - pos + 1;
+        else this.served.live += last - pos + 1;
         yield* this.readFile(pos, last);
         pos = last + 1;
         continue;
@@ -74,19 +92,23 @@ export class EntryReader {
     }
   }
 
-  /** CRITICAL for the chunk at the read position, HIGH for the next lookahead chunks up to `end`. */
-  private demandAt(index: number, end: number): void {
+  /**
+   * CRITICAL for the chunk at the read position (its download starts at `position` when that is
+   * mid-chunk), HIGH for the next lookahead chunks up to `end` when `withLookahead`.
+   */
+  private demandAt(index: number, end: number, position: number, withLookahead = false): void {
     const entry = this.entry;
     const lookahead: number[] = [];
-    if (entry.expectedTotalSize !== null) {
+    if (withLookahead && entry.expectedTotalSize !== null) {
       const lastChunk = Math.floor(Math.min(end, entry.expectedTotalSize - 1) / entry.chunkSize);
       for (let i = index + 1; i <= Math.min(lastChunk, index + this.manager.options.lookaheadChunks); i++) {
         lookahead.push(i);
       }
     }
-    this.held = this.manager.want(entry, this.held, index, lookahead);
+    this.held = this.manager.want(entry, this.held, index, lookahead, position);
     this.demandedChunk = index;
     this.demandedTotal = entry.expectedTotalSize;
+    this.demandedLookahead = withLookahead;
   }
 
   private fresh(): EntryRow {
@@ -102,5 +124,6 @@ export class EntryReader {
   close(): void {
     this.manager.release(this.entry.id, this.held);
     this.held = new Set();
+    this.onClose?.(this.served);
   }
 }

@@ -2,8 +2,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EntryStatus, MediaCache } from '../cache.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
 import { readJson, sendJson } from './respond.js';
+import { z } from 'zod';
 
 const BODY_LIMIT = 64 * 1024;
+const PinBody = z.object({ headBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional() }).strict();
 
 /** Entry ids are 22 base64url characters; anything else is refused before any lookup. */
 export const ENTRY_ID = /^[A-Za-z0-9_-]{22}$/;
@@ -48,9 +50,28 @@ export async function handleApi(
       throw methodNotAllowed(method);
     }
     if (action === 'prefetch') {
-      if (method !== 'POST') throw methodNotAllowed(method);
-      return sendJson(res, 202, withUrl(cache.prefetch(id)));
+      if (method === 'POST') return sendJson(res, 202, withUrl(cache.prefetch(id)));
+      // Pausing keeps every stored byte; POST again resumes.
+      if (method === 'DELETE') return sendJson(res, 200, withUrl(await cache.pausePrefetch(id)));
+      throw methodNotAllowed(method);
     }
+    if (action === 'pin') {
+      if (method === 'POST') {
+        const body = PinBody.safeParse(req.headers['content-type'] ? await readJson(req, BODY_LIMIT) : {});
+        if (!body.success) throw new MediaCacheError(ErrorCodes.INVALID_INPUT, 'body must be {"headBytes"?: positive integer}');
+        return sendJson(res, 200, withUrl(cache.pin(id, body.data.headBytes ?? null)));
+      }
+      if (method === 'DELETE') return sendJson(res, 200, withUrl(cache.unpin(id)));
+      throw methodNotAllowed(method);
+    }
+  }
+  if (parts.length === 1 && parts[0] === 'stats') {
+    if (method !== 'GET') throw methodNotAllowed(method);
+    return sendJson(res, 200, cache.statistics());
+  }
+  if (parts.length === 1 && parts[0] === 'gc') {
+    if (method !== 'POST') throw methodNotAllowed(method);
+    return sendJson(res, 200, await cache.gc());
   }
   throw new MediaCacheError(ErrorCodes.NOT_FOUND, 'no such API route');
 }

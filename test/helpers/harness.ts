@@ -79,3 +79,23 @@ export async function getJson<T>(url: string): Promise<T> {
   const res = await fetchBytes(url);
   return JSON.parse(res.body.toString()) as T;
 }
+
+/** Waits, by manager events (no polling), until `done()` holds. */
+export async function waitUntil(cache: MediaCache, done: () => boolean): Promise<void> {
+  while (!done()) {
+    await new Promise<void>((resolve) => {
+      const wake = (): void => {
+        cache.manager.off('download-ended', wake);
+        cache.manager.off('chunk-stored', wake);
+        resolve();
+      };
+      cache.manager.on('download-ended', wake);
+      cache.manager.on('chunk-stored', wake);
+    });
+  }
+}
+
+/** Waits until an entry has all its bytes recorded. */
+export function waitComplete(proxy: Proxy, id: string): Promise<void> {
+  return waitUntil(proxy.cache, () => proxy.cache.repo.entryFacts(id)?.entry.isComplete === true);
+}

@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -47,6 +48,8 @@ export interface Upstream {
   readonly origin: string;
   url(path: string): string;
   setFile(path: string, data: Buffer, opts?: UpstreamFileOptions): void;
+  /** Serves a file from disk (read per slice, never held in memory): for fixtures of gigabytes. */
+  setFileFromDisk(path: string, filePath: string, opts?: UpstreamFileOptions): void;
   deleteFile(path: string): void;
   options: UpstreamOptions;
   injectFault(fault: Fault, count?: number): void;
@@ -76,8 +79,35 @@ export function sha256(buf: Buffer | Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
+/** Bytes a reply can be cut from: an in-memory Buffer or a file on disk. */
+interface Body {
+  readonly length: number;
+  slice(start: number, end: number): Buffer;
+}
+
+const bufferBody = (buf: Buffer): Body => ({ length: buf.length, slice: (s, e) => buf.subarray(s, e) });
+
+/** Positional reads of an open file; synchronous because slices are small and in page cache. */
+function diskBody(fd: number): Body {
+  return {
+    length: fstatSync(fd).size,
+    slice(start, end) {
+      const buf = Buffer.allocUnsafe(Math.max(0, end - start));
+      let off = 0;
+      while (off < buf.length) {
+        const n = readSync(fd, buf, off, buf.length - off, start + off);
+        if (n === 0) break;
+        off += n;
+      }
+      return buf.subarray(0, off);
+    },
+  };
+}
+
 interface StoredFile {
-  data: Buffer;
+  data: Body;
+  /** Closes the file behind a disk-backed body. */
+  dispose?: () => void;
   contentType: string;
   etag: string | null;
   lastModified: string | null;
@@ -86,7 +116,7 @@ interface StoredFile {
 interface Reply {
   status: number;
   headers: OutgoingHttpHeaders;
-  body: Buffer;
+  body: Body;
 }
 
 const EDGE_BYTES = 64 * 1024;
@@ -95,10 +125,12 @@ const UNLIMITED_SLICE_BYTES = 64 * 1024;
 // Module-wide so validators never repeat within a process, even across upstream restarts.
 let fileVersion = 0;
 
-function makeFile(data: Buffer, opts: UpstreamFileOptions): StoredFile {
+function makeFile(data: Body, opts: UpstreamFileOptions): StoredFile {
   const version = ++fileVersion;
   // Hashing only the edges keeps setFile cheap for 100 MB fixtures; the version makes replacements distinct.
-  const edges = createHash('sha256').update(data.subarray(0, EDGE_BYTES)).update(data.subarray(-EDGE_BYTES));
+  const edges = createHash('sha256')
+    .update(data.slice(0, Math.min(EDGE_BYTES, data.length)))
+    .update(data.slice(Math.max(0, data.length - EDGE_BYTES), data.length));
   const etag = `"${edges.digest('hex').slice(0, 16)}-${data.length.toString(16)}-${version}"`;
   // HTTP dates have 1 s resolution, so one second per version keeps Last-Modified distinct.
   const lastModified = new Date(Date.UTC(2024, 0, 1) + version * 1000).toUTCString();
@@ -119,7 +151,7 @@ function header(req: IncomingMessage, name: string): string | undefined {
 
 function textReply(status: number, text: string): Reply {
   const body = Buffer.from(text);
-  return { status, headers: { 'content-type': 'text/plain', 'content-length': body.length }, body };
+  return { status, headers: { 'content-type': 'text/plain', 'content-length': body.length }, body: bufferBody(body) };
 }
 
 /** If-Range holds only for an exact strong ETag or the exact Last-Modified string (RFC 9110 §13.1.5). */
@@ -154,7 +186,7 @@ function fileReply(file: StoredFile, req: IncomingMessage, options: UpstreamOpti
   if (parsed === -2 || (parsed !== -1 && parsed.type !== 'bytes')) return full;
   const first = parsed === -1 ? undefined : parsed[0];
   if (first === undefined) {
-    return { status: 416, headers: { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 }, body: Buffer.alloc(0) };
+    return { status: 416, headers: { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 }, body: bufferBody(Buffer.alloc(0)) };
   }
   const { start, end } = first;
   return {
@@ -165,7 +197,7 @@ function fileReply(file: StoredFile, req: IncomingMessage, options: UpstreamOpti
       'content-length': end - start + 1,
       'content-range': `bytes ${start}-${end}/${size}`,
     },
-    body: file.data.subarray(start, end + 1),
+    body: { length: end - start + 1, slice: (s, e) => file.data.slice(start + s, start + e) },
   };
 }
 
@@ -194,7 +226,7 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
    * Writes body[0, limit) in slices, paced against the current rate (re-read per slice so tests
    * can change it mid-response) and waiting on 'drain' so slow clients see real backpressure.
    */
-  async function writeBody(res: ServerResponse, log: RequestLog, body: Buffer, limit: number, signal: AbortSignal) {
+  async function writeBody(res: ServerResponse, log: RequestLog, body: Body, limit: number, signal: AbortSignal) {
     let rate: number | undefined;
     let paceStart = 0;
     let paceBase = 0;
@@ -218,7 +250,7 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
       // Slow rates get smaller slices (~100 ms of budget) so the stream stays smooth.
       const slice = rate ? Math.max(1, Math.min(SLICE_BYTES, Math.floor(rate / 10))) : UNLIMITED_SLICE_BYTES;
       const n = Math.min(slice, limit - sent);
-      const flowing = res.write(body.subarray(sent, sent + n));
+      const flowing = res.write(body.slice(sent, sent + n));
       sent += n;
       countBytes(log, n);
       if (!flowing) await once(res, 'drain', { signal }).catch(() => {});
@@ -297,9 +329,16 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
     requests,
     url: (path) => origin + path,
     setFile(path, data, opts = {}) {
-      files.set(pathOf(path), makeFile(data, opts));
+      files.get(pathOf(path))?.dispose?.();
+      files.set(pathOf(path), makeFile(bufferBody(data), opts));
+    },
+    setFileFromDisk(path, filePath, opts = {}) {
+      files.get(pathOf(path))?.dispose?.();
+      const fd = openSync(filePath, 'r');
+      files.set(pathOf(path), { ...makeFile(diskBody(fd), opts), dispose: () => closeSync(fd) });
     },
     deleteFile(path) {
+      files.get(pathOf(path))?.dispose?.();
       files.delete(pathOf(path));
     },
     injectFault(fault, count = 1) {
@@ -322,6 +361,7 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
     close() {
       // Idempotent, so tests may close explicitly and again in cleanup.
       closing ??= new Promise<void>((resolve) => {
+        for (const file of files.values()) file.dispose?.();
         server.close(() => resolve());
         server.closeAllConnections();
       });

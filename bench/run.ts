@@ -1,0 +1,540 @@
+/**
+ * `npm run bench [-- --quick] [-- --only 1,2,5]`: measures the proxy next to its baselines in the
+ * same run and prints one table (also written to bench/results/<date>.json).
+ *
+ * Processes: the proxy under test and the baseline file servers (node, nginx) each run as their
+ * own child process, so their RSS can be read from /proc and they never share the client's event
+ * loop. The test upstream (test/helpers/upstream.ts) runs in this process next to the client: it
+ * only paces bytes (30 ms latency, 20 MB/s per response), its work is the same for the direct
+ * baseline and the proxy, and the rows that need raw throughput (5, 8) do not touch it.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import http from 'node:http';
+import { startUpstream, type Upstream } from '../test/helpers/upstream.js';
+import { SqliteRepository } from '../src/db/repository.js';
+import {
+  ROOT,
+  curlThroughput,
+  ensureNginx,
+  fixtureFile,
+  hasCurl,
+  median,
+  memoryOf,
+  nodeThroughput,
+  percentile,
+  rng,
+  slowRead,
+  startNginx,
+  startProxyChild,
+  startStaticNode,
+  timeBody,
+  type ChildServer,
+  type ProxyChild,
+} from './lib.js';
+
+const argv = process.argv.slice(2);
+const QUICK = argv.includes('--quick');
+const onlyArg = argv[argv.indexOf('--only') + 1];
+const ONLY = argv.includes('--only') && onlyArg ? new Set(onlyArg.split(',').map(Number)) : null;
+const outArg = argv.includes('--out') ? argv[argv.indexOf('--out') + 1] : undefined;
+const MB = 1_000_000;
+const MiB = 1024 * 1024;
+const KiB = 1024;
+
+const S = QUICK
+  ? { media: 24 * MB, big: 96 * MiB, huge: 160 * MiB, coldTrials: 5, overfetchTrials: 1, playRuns: 1, throughputReps: 2, dbEntries: 100, readers: 10, concurrentMs: 1500, slowMs: 1500, seeks: 10 }
+  : { media: 200 * MB, big: 1024 * MiB, huge: 2048 * MiB, coldTrials: 7, overfetchTrials: 3, playRuns: 1, throughputReps: 3, dbEntries: 1000, readers: 50, concurrentMs: 8000, slowMs: 20000, seeks: 20 };
+
+const LATENCY_MS = 30;
+const RATE = 20 * MB;
+const SEEK = 64 * KiB;
+
+interface Row {
+  id: number;
+  scenario: string;
+  proxy: string;
+  baseline: string;
+  diff: string;
+  target: string;
+  pass: boolean | null;
+  data: Record<string, unknown>;
+}
+
+const rows: Row[] = [];
+const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
+const ms = (x: number): string => `${x.toFixed(1)} ms`;
+const mib = (x: number): string => `${(x / MiB).toFixed(2)} MiB`;
+const gbps = (x: number): string => `${(x / 1e9).toFixed(2)} GB/s`;
+
+let seq = 0;
+/** A fresh upstream path serving `file`, so every trial starts with a cold entry. */
+function freshPath(up: Upstream, file: string, tag: string): string {
+  const p = `/${tag}/${++seq}.bin`;
+  up.setFileFromDisk(p, file, { contentType: 'video/mp4' });
+  return p;
+}
+
+async function withProxy<T>(extra: string[], fn: (p: ProxyChild) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mediacache-bench-proxy-'));
+  const proxy = await startProxyChild(dir, extra);
+  try {
+    return await fn(proxy);
+  } finally {
+    await proxy.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function waitComplete(proxy: ProxyChild, id: string, timeoutMs: number): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  for (;;) {
+    const e = await proxy.entry(id);
+    if (e.state === 'complete' || (e.totalBytes !== null && e.downloadedBytes >= e.totalBytes)) return;
+    if (performance.now() > until) throw new Error(`entry not complete after ${timeoutMs} ms: ${JSON.stringify(e)}`);
+    await sleep(100);
+  }
+}
+
+// ---- rows -----------------------------------------------------------------------------------------
+
+async function coldFirstByte(up: Upstream, proxy: ProxyChild, media: string): Promise<void> {
+  const direct: number[] = [];
+  const viaProxy: number[] = [];
+  for (let i = 0; i < S.coldTrials; i++) {
+    const d = freshPath(up, media, 'cold-direct');
+    direct.push((await timeBody(up.url(d), { wantBytes: SEEK })).ms);
+    const { id, streamUrl } = await proxy.add(up.url(freshPath(up, media, 'cold')));
+    const t = await timeBody(streamUrl, { wantBytes: SEEK });
+    if (t.status !== 200 || t.bytes < SEEK) throw new Error(`row 1: status ${t.status}, ${t.bytes} bytes`);
+    viaProxy.push(t.ms);
+    await proxy.remove(id);
+  }
+  const [p, b] = [median(viaProxy), median(direct)];
+  rows.push({
+    id: 1,
+    scenario: `Cold first byte (64 KiB of body, median of ${S.coldTrials})`,
+    proxy: ms(p),
+    baseline: ms(b) + ' direct',
+    diff: `+${(p - b).toFixed(1)} ms`,
+    target: '≤ +10 ms',
+    pass: p - b <= 10,
+    data: { proxyMs: viaProxy, directMs: direct },
+  });
+}
+
+async function coldSeek(up: Upstream, proxy: ProxyChild, media: string): Promise<void> {
+  const direct: number[] = [];
+  const viaProxy: number[] = [];
+  const at = Math.floor(S.media * 0.7);
+  const range = `bytes=${at}-${at + SEEK - 1}`;
+  for (let i = 0; i < S.coldTrials; i++) {
+    direct.push((await timeBody(up.url(freshPath(up, media, 'seek-direct')), { range })).ms);
+    const { id, streamUrl } = await proxy.add(up.url(freshPath(up, media, 'seek')));
+    const t = await timeBody(streamUrl, { range });
+    if (t.status !== 206 || t.bytes !== SEEK) throw new Error(`row 2: status ${t.status}, ${t.bytes} bytes`);
+    viaProxy.push(t.ms);
+    await proxy.remove(id);
+  }
+  const [p, b] = [median(viaProxy), median(direct)];
+  rows.push({
+    id: 2,
+    scenario: `Cold seek (64 KiB at 70 %, body complete, median of ${S.coldTrials})`,
+    proxy: ms(p),
+    baseline: ms(b) + ' direct',
+    diff: `+${(p - b).toFixed(1)} ms`,
+    target: '≤ +10 ms',
+    pass: p - b <= 10,
+    data: { proxyMs: viaProxy, directMs: direct },
+  });
+}
+
+/**
+ * A player opens a file (reads its first 64 KiB, which also fetches the head and tail chunks:
+ * MP4 moov / Matroska cues, a deliberate feature) and then seeks. Rows 3 and 9 count what the
+ * seeks cost; the opening's upstream bytes are reported beside them, not hidden.
+ */
+async function openEntry(up: Upstream, p: string, streamUrl: string): Promise<number> {
+  await timeBody(streamUrl, { range: `bytes=0-${SEEK - 1}` });
+  await up.waitQuiet(500);
+  return up.bytesSent(p);
+}
+
+async function seekOverfetch(up: Upstream, proxy: ProxyChild, media: string): Promise<void> {
+  const at = Math.floor(S.media * 0.7);
+  const sent: number[] = [];
+  const opening: number[] = [];
+  for (let i = 0; i < S.overfetchTrials; i++) {
+    const p = freshPath(up, media, 'overfetch');
+    const { id, streamUrl } = await proxy.add(up.url(p));
+    const opened = await openEntry(up, p, streamUrl);
+    opening.push(opened);
+    const t = await timeBody(streamUrl, { range: `bytes=${at}-${at + SEEK - 1}` });
+    if (t.bytes !== SEEK) throw new Error(`row 3: got ${t.bytes} bytes`);
+    await up.waitQuiet(500);
+    sent.push(up.bytesSent(p) - opened);
+    await proxy.remove(id);
+  }
+  const m = median(sent);
+  rows.push({
+    id: 3,
+    scenario: 'Seek over-fetch (opened entry, 64 KiB seek at 70 %, then disconnect; no background fill)',
+    proxy: `${mib(m)} upstream (opening: ${mib(median(opening))} head+tail)`,
+    baseline: mib(SEEK) + ' served',
+    diff: `${(m / SEEK).toFixed(1)} × served`,
+    target: '≤ 1 MiB',
+    pass: m <= MiB,
+    data: { upstreamBytes: sent, openingBytes: opening },
+  });
+}
+
+async function firstFullPlay(up: Upstream, proxy: ProxyChild, media: string): Promise<void> {
+  const d = await timeBody(up.url(freshPath(up, media, 'play-direct')));
+  const p = freshPath(up, media, 'play');
+  const { id, streamUrl } = await proxy.add(up.url(p));
+  const first = await timeBody(streamUrl);
+  if (first.bytes !== S.media) throw new Error(`row 4: got ${first.bytes} of ${S.media} bytes`);
+  await waitComplete(proxy, id, 120_000);
+  await up.waitQuiet(300);
+  const fetched = up.bytesSent(p);
+  const before = up.bytesSent();
+  const replay = await timeBody(streamUrl);
+  await up.waitQuiet(300);
+  const replayBytes = up.bytesSent() - before;
+  await proxy.remove(id);
+  const ratio = first.ms / d.ms;
+  const bytesRatio = fetched / S.media;
+  rows.push({
+    id: 4,
+    scenario: `First full play (${(S.media / MB).toFixed(0)} MB sequential, 20 MB/s per connection)`,
+    proxy: `${(first.ms / 1000).toFixed(2)} s; upstream ${bytesRatio.toFixed(3)} × size; replay ${replayBytes} B`,
+    baseline: `${(d.ms / 1000).toFixed(2)} s direct`,
+    diff: `${ratio.toFixed(3)} × time`,
+    target: 'time ≤ 1.02 ×, bytes 1.00 ×, replay 0 B',
+    pass: ratio <= 1.02 && Math.abs(bytesRatio - 1) < 0.005 && replayBytes === 0,
+    data: { proxyMs: first.ms, directMs: d.ms, upstreamBytes: fetched, size: S.media, replayBytes, replayMs: replay.ms },
+  });
+}
+
+/** Fills `file` into the proxy at full upstream speed and returns the entry's stream URL. */
+async function cacheWhole(up: Upstream, proxy: ProxyChild, file: string): Promise<{ id: string; streamUrl: string }> {
+  const saved = { ...up.options };
+  up.options.bytesPerSecond = undefined;
+  up.options.latencyMs = 0;
+  try {
+    const entry = await proxy.add(up.url(freshPath(up, file, 'cached')));
+    await timeBody(entry.streamUrl, { range: 'bytes=0-0' }); // learns the size
+    await proxy.prefetch(entry.id);
+    await waitComplete(proxy, entry.id, 300_000);
+    if (process.env.BENCH_DEBUG) log(`cached entry: ${JSON.stringify(await proxy.entry(entry.id)).slice(0, 600)}`);
+    return entry;
+  } finally {
+    Object.assign(up.options, saved);
+  }
+}
+
+async function throughputOf(url: string): Promise<{ best: number; all: number[] }> {
+  const curl = hasCurl();
+  const all: number[] = [];
+  await (curl ? Promise.resolve(curlThroughput(url)) : nodeThroughput(url)); // warm-up (page cache, JIT)
+  for (let i = 0; i < S.throughputReps; i++) {
+    const r = curl ? curlThroughput(url) : await nodeThroughput(url);
+    if (!r) throw new Error(`full read of ${url} failed`);
+    all.push(r.bytes / r.seconds);
+  }
+  return { best: Math.max(...all), all };
+}
+
+async function cachedThroughput(proxyUrl: string, big: string, nodeBase: ChildServer, workDir: string): Promise<void> {
+  const p = await throughputOf(proxyUrl);
+  const a = await throughputOf(nodeBase.url + '/');
+  let b: { best: number; all: number[] } | null = null;
+  const bin = ensureNginx(log);
+  if (bin) {
+    let nginx: ChildServer | null = null;
+    try {
+      nginx = await startNginx(bin, big, path.join(workDir, 'nginx'));
+      b = await throughputOf(`${nginx.url}/${path.basename(big)}`);
+    } catch (err) {
+      log(`nginx failed: ${(err as Error).message}`);
+    } finally {
+      await nginx?.stop();
+    }
+  }
+  const ra = p.best / a.best;
+  const rb = b ? p.best / b.best : null;
+  rows.push({
+    id: 5,
+    scenario: `Cached throughput (${(S.big / MiB).toFixed(0)} MiB, page cache warm, best of ${S.throughputReps})`,
+    proxy: gbps(p.best),
+    baseline: `(a) node 1 MiB: ${gbps(a.best)}; (b) nginx: ${b ? gbps(b.best) : 'n/a'}`,
+    diff: `${ra.toFixed(2)} × (a); ${rb === null ? 'n/a' : rb.toFixed(2) + ' × (b)'}`,
+    target: '≥ 1.0 × (a), ≥ 0.75 × (b)',
+    pass: ra >= 1.0 && (rb === null || rb >= 0.75),
+    data: { proxy: p.all, nodeStatic: a.all, nginx: b?.all ?? null, client: hasCurl() ? 'curl' : 'node' },
+  });
+}
+
+async function memory(up: Upstream, huge: string): Promise<void> {
+  await withProxy([], async (proxy) => {
+    const saved = { ...up.options };
+    up.options.bytesPerSecond = 200 * MB;
+    try {
+      const { streamUrl } = await proxy.add(up.url(freshPath(up, huge, 'memory')));
+      const base = memoryOf(proxy.pid);
+      let peakSampled = 0;
+      const timer = setInterval(() => {
+        const m = memoryOf(proxy.pid);
+        if (m) peakSampled = Math.max(peakSampled, m.rss);
+      }, 50);
+      const r = await slowRead(streamUrl, 5 * MB, S.slowMs);
+      clearInterval(timer);
+      if (r.bytes !== S.huge) throw new Error(`row 6: got ${r.bytes} of ${S.huge} bytes`);
+      const hwm = memoryOf(proxy.pid)?.hwm ?? peakSampled;
+      const peak = Math.max(hwm, peakSampled);
+      rows.push({
+        id: 6,
+        scenario: `Memory: peak RSS streaming ${(S.huge / MiB).toFixed(0)} MiB cold (upstream 200 MB/s), reader 5 MB/s for ${S.slowMs / 1000} s then full speed`,
+        proxy: `${(peak / MiB).toFixed(1)} MiB peak`,
+        baseline: `${((base?.rss ?? 0) / MiB).toFixed(1)} MiB idle`,
+        diff: `+${((peak - (base?.rss ?? 0)) / MiB).toFixed(1)} MiB`,
+        target: '≤ 120 MB',
+        pass: peak <= 120 * MB,
+        data: { peakBytes: peak, vmHwm: hwm, sampledPeak: peakSampled, idleRss: base?.rss ?? null },
+      });
+    } finally {
+      Object.assign(up.options, saved);
+    }
+  });
+}
+
+function database(workDir: string): void {
+  const file = path.join(workDir, 'db-bench.sqlite');
+  const repo = new SqliteRepository(file);
+  const chunk = 1024 * 1024;
+  const ids: string[] = [];
+  const recordUs: number[] = [];
+  const now = Date.now();
+  for (let e = 0; e < S.dbEntries; e++) {
+    const id = `bench-entry-${String(e).padStart(10, '0')}`;
+    ids.push(id);
+    repo.insertEntry({ id, cacheKey: `k${e}`, sourceId: null, mediaId: null, quality: null, originalUrl: `http://x/${e}`, filePath: `${id}.bin`, chunkSize: chunk, createdAt: now, lastAccessed: now });
+    repo.setEntryMetadata(id, { expectedTotalSize: 100 * chunk, mimeType: 'video/mp4', etag: null, lastModified: null });
+    for (let c = 0; c < 100; c++) {
+      const t0 = performance.now();
+      repo.recordChunk(id, c, { start: c * chunk, end: (c + 1) * chunk - 1, checksum: c, downloadedAt: now });
+      recordUs.push((performance.now() - t0) * 1000);
+    }
+  }
+  const next = rng(7);
+  const lookup: number[] = [];
+  const facts: number[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    const id = ids[next(ids.length)] ?? '';
+    let t0 = performance.now();
+    repo.chunkCovering(id, next(100 * chunk));
+    lookup.push((performance.now() - t0) * 1000);
+    t0 = performance.now();
+    repo.entryFacts(id);
+    facts.push((performance.now() - t0) * 1000);
+  }
+  repo.close();
+  for (const xs of [lookup, facts, recordUs]) xs.sort((a, b) => a - b);
+  const p99 = Math.max(percentile(lookup, 99), percentile(facts, 99));
+  const us = (x: number): string => `${x.toFixed(0)} µs`;
+  rows.push({
+    id: 7,
+    scenario: `Database (${S.dbEntries} entries × 100 chunks): availability / state query`,
+    proxy: `lookup p50 ${us(percentile(lookup, 50))} p99 ${us(percentile(lookup, 99))}; state p50 ${us(percentile(facts, 50))} p99 ${us(percentile(facts, 99))}`,
+    baseline: `record chunk p50 ${us(percentile(recordUs, 50))} p99 ${us(percentile(recordUs, 99))}`,
+    diff: `p99 ${(p99 / 1000).toFixed(3)} ms`,
+    target: 'p99 ≤ 0.5 ms',
+    pass: p99 <= 500,
+    data: {
+      lookupUs: { p50: percentile(lookup, 50), p99: percentile(lookup, 99) },
+      stateUs: { p50: percentile(facts, 50), p99: percentile(facts, 99) },
+      recordChunkUs: { p50: percentile(recordUs, 50), p99: percentile(recordUs, 99) },
+    },
+  });
+}
+
+/** `readers` clients each fetching random 4 MiB ranges back to back for `durationMs`. */
+async function concurrentReaders(url: string, size: number): Promise<{ bytesPerSecond: number; errors: number; requests: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: S.readers });
+  const span = 4 * MiB;
+  const next = rng(99);
+  let bytes = 0;
+  let errors = 0;
+  let requests = 0;
+  const t0 = performance.now();
+  const deadline = t0 + S.concurrentMs;
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const start = next(Math.floor((size - span) / 4096)) * 4096;
+      const req = http.get(url, { agent, headers: { range: `bytes=${start}-${start + span - 1}` } }, (res) => {
+        let got = 0;
+        res.on('data', (d: Buffer) => {
+          got += d.length;
+        });
+        res.on('end', () => {
+          bytes += got;
+          if (res.statusCode !== 206 || got !== span) errors++;
+          resolve();
+        });
+        res.on('error', () => {
+          errors++;
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+    });
+  await Promise.all(
+    Array.from({ length: S.readers }, async () => {
+      while (performance.now() < deadline) {
+        requests++;
+        await one();
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  agent.destroy();
+  return { bytesPerSecond: bytes / seconds, errors, requests };
+}
+
+async function concurrency(proxyUrl: string, nodeBase: ChildServer): Promise<void> {
+  const p = await concurrentReaders(proxyUrl, S.big);
+  const a = await concurrentReaders(nodeBase.url + '/', S.big);
+  const ratio = p.bytesPerSecond / a.bytesPerSecond;
+  rows.push({
+    id: 8,
+    scenario: `Concurrency: ${S.readers} readers, random cached 4 MiB ranges, ${S.concurrentMs / 1000} s`,
+    proxy: `${gbps(p.bytesPerSecond)}, ${p.errors} errors / ${p.requests}`,
+    baseline: `(a) node: ${gbps(a.bytesPerSecond)}, ${a.errors} errors`,
+    diff: `${ratio.toFixed(2)} × (a)`,
+    target: '0 errors, ≥ 0.9 × (a)',
+    pass: p.errors === 0 && ratio >= 0.9,
+    data: { proxy: p, nodeStatic: a },
+  });
+}
+
+async function seekStorm(up: Upstream, proxy: ProxyChild, media: string): Promise<void> {
+  const p = freshPath(up, media, 'storm');
+  const { id, streamUrl } = await proxy.add(up.url(p));
+  const opened = await openEntry(up, p, streamUrl);
+  const next = rng(2024);
+  let served = 0;
+  // A player scrubbing: open-ended Range at each position, plays 256 KiB, then jumps again.
+  for (let i = 0; i < S.seeks; i++) {
+    const at = next(S.media - MiB);
+    const t = await timeBody(streamUrl, { range: `bytes=${at}-`, wantBytes: 256 * KiB });
+    if (t.status !== 206) throw new Error(`row 9: status ${t.status}`);
+    served += t.bytes;
+  }
+  await up.waitQuiet(500);
+  const fetched = up.bytesSent(p) - opened;
+  if (process.env.BENCH_DEBUG) for (const r of up.requests.filter((q) => q.path === p)) log(JSON.stringify(r));
+  await proxy.remove(id);
+  const wasted = Math.max(0, fetched - served);
+  const ratio = wasted / served;
+  rows.push({
+    id: 9,
+    scenario: `Seek storm (${S.seeks} random seeks on a just-opened file, 256 KiB each; no background fill)`,
+    proxy: `${mib(fetched)} upstream, ${mib(wasted)} wasted (opening: ${mib(opened)} head+tail)`,
+    baseline: `${mib(served)} served`,
+    diff: `${ratio.toFixed(2)} wasted/served`,
+    target: '≤ 0.5',
+    pass: ratio <= 0.5,
+    data: { upstreamBytes: fetched, servedBytes: served, openingBytes: opened },
+  });
+}
+
+// ---- main -----------------------------------------------------------------------------------------
+
+function printTable(): string {
+  const head = ['#', 'Scenario', 'Proxy', 'Baseline', 'Ratio / diff', 'Target', 'Result'];
+  const body = rows
+    .sort((a, b) => a.id - b.id)
+    .map((r) => [String(r.id), r.scenario, r.proxy, r.baseline, r.diff, r.target, r.pass === null ? 'n/a' : r.pass ? 'PASS' : 'FAIL']);
+  const esc = (s: string): string => s.replace(/\|/g, '\\|');
+  return [head, head.map(() => '---'), ...body].map((cells) => `| ${cells.map(esc).join(' | ')} |`).join('\n');
+}
+
+async function main(): Promise<void> {
+  const want = (n: number): boolean => ONLY === null || ONLY.has(n);
+  const workDir = mkdtempSync(path.join(tmpdir(), 'mediacache-bench-'));
+  const started = new Date();
+  const up = await startUpstream({ latencyMs: LATENCY_MS, bytesPerSecond: RATE });
+  const failures: string[] = [];
+  const attempt = async (n: number, fn: () => Promise<void> | void): Promise<void> => {
+    if (!want(n)) return;
+    log(`row ${n} ...`);
+    const t0 = performance.now();
+    try {
+      await fn();
+    } catch (err) {
+      failures.push(`row ${n}: ${(err as Error).stack ?? String(err)}`);
+      rows.push({ id: n, scenario: `row ${n}`, proxy: 'error', baseline: '', diff: '', target: '', pass: false, data: { error: String(err) } });
+    }
+    log(`row ${n} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  };
+  try {
+    log(`generating fixtures (${QUICK ? 'quick' : 'full'}) ...`);
+    const media = fixtureFile('media', S.media, 1);
+    const big = want(5) || want(8) ? fixtureFile('big', S.big, 2) : '';
+    const huge = want(6) ? fixtureFile('huge', S.huge, 3) : '';
+
+    await withProxy([], async (proxy) => {
+      await attempt(1, () => coldFirstByte(up, proxy, media));
+      await attempt(2, () => coldSeek(up, proxy, media));
+      await attempt(4, () => firstFullPlay(up, proxy, media));
+      if (want(5) || want(8)) {
+        const { streamUrl } = await cacheWhole(up, proxy, big);
+        const nodeBase = await startStaticNode(big);
+        try {
+          await attempt(5, () => cachedThroughput(streamUrl, big, nodeBase, workDir));
+          await attempt(8, () => concurrency(streamUrl, nodeBase));
+        } finally {
+          await nodeBase.stop();
+        }
+      }
+    });
+    await withProxy(['--no-background-fill'], async (proxy) => {
+      await attempt(3, () => seekOverfetch(up, proxy, media));
+      await attempt(9, () => seekStorm(up, proxy, media));
+    });
+    await attempt(6, () => memory(up, huge));
+    await attempt(7, () => database(workDir));
+  } finally {
+    await up.close();
+    rmSync(workDir, { recursive: true, force: true });
+  }
+
+  const table = printTable();
+  process.stdout.write(`\n${table}\n\n`);
+  const passed = rows.filter((r) => r.pass).length;
+  process.stdout.write(`${passed}/${rows.length} targets met (${QUICK ? 'quick' : 'full'} run)\n`);
+  const result = {
+    date: started.toISOString(),
+    mode: QUICK ? 'quick' : 'full',
+    machine: { nproc: cpus().length, memBytes: totalmem(), node: process.version },
+    sizes: S,
+    rows,
+    table,
+  };
+  const outDir = outArg ? path.resolve(outArg) : path.join(ROOT, 'bench/results');
+  mkdirSync(outDir, { recursive: true });
+  const out = path.join(outDir, `${started.toISOString().replace(/[:.]/g, '-')}${QUICK ? '-quick' : ''}.json`);
+  writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(`results written to ${out}\n`);
+  if (failures.length) {
+    process.stderr.write(failures.join('\n') + '\n');
+    process.exitCode = 1;
+  }
+}
+
+await main();

@@ -1,0 +1,54 @@
+import { Option } from 'commander';
+import { DEFAULT_HOST, DEFAULT_PORT } from '../server/http-server.js';
+
+/** Exit codes, documented in the README ("Cache management"). */
+export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, UNREACHABLE: 3, NOT_FOUND: 4, INTERRUPTED: 130 } as const;
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+export function serverOption(): Option {
+  return new Option('--server <url>', 'URL of the running mediacache server')
+    .env('MEDIACACHE_SERVER')
+    .default(`http://${DEFAULT_HOST}:${DEFAULT_PORT}`);
+}
+
+export function jsonOption(): Option {
+  return new Option('--json', 'print JSON');
+}
+
+/** One call to the server's JSON API; HTTP errors become CliErrors with the matching exit code. */
+export async function api(server: string, path: string, init: RequestInit = {}): Promise<{ status: number; body: unknown }> {
+  let res: Response;
+  try {
+    res = await fetch(new URL(path, server), init);
+  } catch {
+    throw new CliError(`cannot reach the mediacache server at ${server} (is 'mediacache serve' running?)`, EXIT.UNREACHABLE);
+  }
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text for the message
+  }
+  if (res.status >= 400) {
+    const message = (body as { error?: { message?: string } } | null)?.error?.message ?? `HTTP ${res.status}`;
+    throw new CliError(message, res.status === 404 ? EXIT.NOT_FOUND : res.status === 400 ? EXIT.USAGE : EXIT.FAILURE);
+  }
+  return { status: res.status, body };
+}
+
+export function postJson(body: unknown): RequestInit {
+  return { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}

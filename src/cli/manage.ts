@@ -1,0 +1,240 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { InvalidArgumentError, type Command } from 'commander';
+import cliProgress from 'cli-progress';
+import type { EntryStatus } from '../cache.js';
+import type { GcReport } from '../store/evictor.js';
+import type { StatTotals } from '../stats/stats.js';
+import type { DiskUsage } from '../store/evictor.js';
+import { ENTRY_ID } from '../server/api-routes.js';
+import { formatBytes, parseSize } from '../units.js';
+import { CliError, EXIT, api, jsonOption, postJson, printJson, serverOption } from './client.js';
+import { configOption } from './config.js';
+import { formatDuration, percent, pinText, shortTime, table } from './format.js';
+
+const POLL_MS = 250;
+
+export const sizeArg = (value: string): number => {
+  const n = parseSize(value);
+  if (n === undefined || n < 1) throw new InvalidArgumentError('expected a size such as 1048576, 64MiB or 50GB.');
+  return n;
+};
+
+const entryPath = (id: string, action = ''): string => `/api/entries/${encodeURIComponent(id)}${action && `/${action}`}`;
+
+/** ls, prefetch, pin, unpin, rm, gc, stats: all talk to a running server. */
+export function registerManageCommands(program: Command): void {
+  program
+    .command('ls')
+    .description('list entries: id, state, size, cached %, pinned, last access, URL (credentials redacted)')
+    .addOption(jsonOption())
+    .addOption(serverOption())
+    .addOption(configOption())
+    .action(ls);
+
+  program
+    .command('prefetch')
+    .description('download a whole entry for offline use, with a progress bar; Ctrl-C pauses (re-run to resume)')
+    .argument('<url-or-id>', 'an entry id, or a URL (registered first)')
+    .option('--pin', 'pin the entry: never evicted')
+    .option('--pin-head <size>', 'pin only the first SIZE bytes (and the tail chunk), e.g. 64MB', sizeArg)
+    .addOption(jsonOption())
+    .addOption(serverOption())
+    .addOption(configOption())
+    .action(prefetch);
+
+  program
+    .command('pin')
+    .description('protect an entry from eviction (all of it, or with --head its first bytes and tail chunk)')
+    .argument('<id>', 'entry id')
+    .option('--head <size>', 'keep only the first SIZE bytes and the tail chunk, e.g. 64MB', sizeArg)
+    .addOption(jsonOption())
+    .addOption(serverOption())
+    .addOption(configOption())
+    .action(pin);
+
+  program
+    .command('unpin')
+    .description('let an entry be evicted again')
+    .argument('<id>', 'entry id')
+    .addOption(jsonOption())
+    .addOption(serverOption())
+    .addOption(configOption())
+    .action(unpin);
+
+  program
+    .command('rm')
+    .description('remove an entry and its cached bytes')
+    .argument('<id>', 'entry id')
+    .addOption(serverOption())
+    .addOption(configOption())
+    .action(rm);
+
+  program
+    .command('gc')
+    .description('run the cleanup worker now: evict down to the limits and print what was freed')
+    .addOption(jsonOption())
+    .addOption(serverOption())
+    .addOption(configOption())
+    .action(gc);
+
+  program
+    .command('stats')
+    .description('persisted totals (hits, misses, bytes from cache and upstream, evictions) and disk usage')
+    .addOption(jsonOption())
+    .addOption(serverOption())
+    .addOption(configOption())
+    .action(stats);
+}
+
+interface ClientOpts {
+  server: string;
+  json?: boolean;
+}
+
+async function ls(opts: ClientOpts): Promise<void> {
+  const { body } = await api(opts.server, '/api/entries');
+  const entries = (body as { entries: EntryStatus[] }).entries;
+  if (opts.json) return printJson(entries);
+  if (entries.length === 0) {
+    process.stdout.write('no entries\n');
+    return;
+  }
+  const rows = entries.map((e) => [
+    e.id,
+    e.state,
+    e.totalBytes === null ? '?' : formatBytes(e.totalBytes),
+    percent(e),
+    pinText(e),
+    shortTime(e.lastAccessed),
+    e.url,
+  ]);
+  process.stdout.write(table(['ID', 'STATE', 'SIZE', 'CACHED', 'PINNED', 'LAST ACCESS', 'URL'], rows));
+}
+
+async function pin(id: string, opts: ClientOpts & { head?: number }): Promise<void> {
+  const { body } = await api(opts.server, entryPath(id, 'pin'), postJson(opts.head === undefined ? {} : { headBytes: opts.head }));
+  const e = body as EntryStatus;
+  if (opts.json) return printJson(e);
+  process.stdout.write(`pinned ${e.id}${e.pinHeadBytes === null ? '' : ` (head ${formatBytes(e.pinHeadBytes)} and tail chunk)`}\n`);
+}
+
+async function unpin(id: string, opts: ClientOpts): Promise<void> {
+  const { body } = await api(opts.server, entryPath(id, 'pin'), { method: 'DELETE' });
+  if (opts.json) return printJson(body);
+  process.stdout.write(`unpinned ${(body as EntryStatus).id}\n`);
+}
+
+async function rm(id: string, opts: ClientOpts): Promise<void> {
+  await api(opts.server, entryPath(id), { method: 'DELETE' });
+  process.stdout.write(`removed ${id}\n`);
+}
+
+async function gc(opts: ClientOpts): Promise<void> {
+  const { body } = await api(opts.server, '/api/gc', { method: 'POST' });
+  const r = body as GcReport;
+  if (opts.json) return printJson(r);
+  process.stdout.write(
+    `freed ${formatBytes(r.freedBytes)} (${r.evictedEntries} entries, ${r.evictedRanges} ranges, ${r.removedFiles} stray files)\n` +
+      `using ${formatBytes(r.usedBytes)} of ${formatBytes(r.limits.maxSize)}; ${formatBytes(r.freeBytes)} free on disk (keeping ${formatBytes(r.limits.minFree)})\n`,
+  );
+}
+
+async function stats(opts: ClientOpts): Promise<void> {
+  const { body } = await api(opts.server, '/api/stats');
+  const s = body as { totals: StatTotals; disk: DiskUsage; entries: number };
+  if (opts.json) return printJson(s);
+  const t = s.totals;
+  const reads = t.hits + t.misses;
+  const lines = [
+    `entries:             ${s.entries}`,
+    `hits:                ${t.hits}`,
+    `misses:              ${t.misses}`,
+    `hit ratio:           ${reads === 0 ? '-' : `${((100 * t.hits) / reads).toFixed(1)}%`}`,
+    `served from cache:   ${formatBytes(t.bytesFromCache)}`,
+    `fetched upstream:    ${formatBytes(t.bytesFromUpstream)}`,
+    `evictions:           ${t.evictions} (${formatBytes(t.evictedBytes)})`,
+    `disk used:           ${formatBytes(s.disk.usedBytes)} of ${formatBytes(s.disk.limits.maxSize)}`,
+    `disk free:           ${formatBytes(s.disk.freeBytes)} (keeping ${formatBytes(s.disk.limits.minFree)})`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/**
+ * Registers (for a URL), pins if asked, queues the pre-cache, and follows it until Complete.
+ * Ctrl-C pauses the pre-cache on the server (stored chunks are kept) and exits 130.
+ */
+async function prefetch(target: string, opts: ClientOpts & { pin?: boolean; pinHead?: number }): Promise<void> {
+  let id = target;
+  if (!ENTRY_ID.test(target)) {
+    if (!URL.canParse(target)) throw new CliError(`not an entry id or a URL: ${target}`, EXIT.USAGE);
+    const { body } = await api(opts.server, '/api/entries', postJson({ url: target }));
+    id = (body as EntryStatus).id;
+  }
+  if (opts.pin || opts.pinHead !== undefined) {
+    await api(opts.server, entryPath(id, 'pin'), postJson(opts.pinHead === undefined ? {} : { headBytes: opts.pinHead }));
+  }
+  await api(opts.server, entryPath(id, 'prefetch'), { method: 'POST' });
+
+  const bar = process.stderr.isTTY && !opts.json ? newBar() : undefined;
+  let interrupted = false;
+  const wake = new AbortController();
+  const onSigint = (): void => {
+    interrupted = true;
+    wake.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    let started = false;
+    for (;;) {
+      const { body } = await api(opts.server, entryPath(id));
+      const e = body as EntryStatus;
+      if (interrupted) break;
+      if (bar && e.totalBytes !== null) {
+        const payload = {
+          done: formatBytes(e.downloadedBytes),
+          size: formatBytes(e.totalBytes),
+          speed: `${formatBytes(e.progress.bytesPerSecond)}/s`,
+          eta: e.progress.etaSeconds === null ? '?' : formatDuration(e.progress.etaSeconds),
+        };
+        if (!started) bar.start(e.totalBytes, e.downloadedBytes, payload);
+        else bar.update(e.downloadedBytes, payload);
+        started = true;
+      }
+      if (e.state === 'Complete') {
+        bar?.stop();
+        if (opts.json) return printJson(e);
+        process.stdout.write(`complete: ${e.id} (${e.totalBytes === null ? '?' : formatBytes(e.totalBytes)})\n`);
+        return;
+      }
+      if (e.state === 'Failed') {
+        bar?.stop();
+        throw new CliError(`download failed: ${e.error ?? 'unknown error'} (re-run to retry)`, EXIT.FAILURE);
+      }
+      if (e.state === 'Paused' || e.state === 'NotStarted') {
+        // Paused elsewhere (another Ctrl-C, a pause over the API): nothing will arrive.
+        bar?.stop();
+        throw new CliError(`the pre-cache of ${e.id} was paused at ${percent(e)} (re-run to resume)`, EXIT.FAILURE);
+      }
+      await sleep(POLL_MS, undefined, { signal: wake.signal }).catch(() => undefined);
+    }
+    bar?.stop();
+    const { body } = await api(opts.server, entryPath(id, 'prefetch'), { method: 'DELETE' });
+    const e = body as EntryStatus;
+    if (opts.json) printJson(e);
+    else process.stdout.write(`paused: ${e.id} at ${percent(e)} (re-run to resume)\n`);
+    throw new CliError('interrupted', EXIT.INTERRUPTED);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+function newBar(): cliProgress.SingleBar {
+  return new cliProgress.SingleBar(
+    {
+      format: '{bar} {percentage}% | {done} / {size} | {speed} | ETA {eta}',
+      hideCursor: true,
+      stream: process.stderr,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+}

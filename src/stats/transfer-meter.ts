@@ -1,0 +1,58 @@
+import type { ChunkManager } from '../download/chunk-manager.js';
+
+const WINDOW_MS = 5_000;
+
+/**
+ * Per-entry download rate from the manager's progress events, for progress bars and ETAs.
+ * Ephemeral telemetry: it lives in memory only and starts from zero after a restart.
+ */
+export class TransferMeter {
+  /** entryId:chunkIndex → last position reported. */
+  private readonly positions = new Map<string, number>();
+  /** entryId → [time, bytes] samples within the window. */
+  private readonly samples = new Map<string, Array<[number, number]>>();
+
+  constructor(
+    manager: ChunkManager,
+    private readonly onBytes: (bytes: number) => void,
+    private readonly now: () => number = Date.now,
+  ) {
+    manager.on('download-started', ({ entryId, chunkIndex, start }) => this.positions.set(`${entryId}:${chunkIndex}`, start));
+    manager.on('download-progress', ({ entryId, chunkIndex, position }) => {
+      const k = `${entryId}:${chunkIndex}`;
+      const delta = position - (this.positions.get(k) ?? position);
+      this.positions.set(k, position);
+      if (delta > 0) this.record(entryId, delta);
+    });
+    manager.on('download-ended', ({ entryId, chunkIndex }) => this.positions.delete(`${entryId}:${chunkIndex}`));
+  }
+
+  private record(entryId: string, bytes: number): void {
+    this.onBytes(bytes);
+    let list = this.samples.get(entryId);
+    if (!list) this.samples.set(entryId, (list = []));
+    list.push([this.now(), bytes]);
+    this.prune(entryId, list);
+  }
+
+  private prune(entryId: string, list: Array<[number, number]>): void {
+    const cutoff = this.now() - WINDOW_MS;
+    let drop = 0;
+    while (drop < list.length && (list[drop] as [number, number])[0] < cutoff) drop++;
+    if (drop > 0) list.splice(0, drop);
+    if (list.length === 0) this.samples.delete(entryId);
+  }
+
+  /** Bytes per second over the last few seconds; 0 when nothing arrived. */
+  rate(entryId: string): number {
+    const list = this.samples.get(entryId);
+    if (!list) return 0;
+    this.prune(entryId, list);
+    const first = list[0];
+    if (!first) return 0;
+    const bytes = list.reduce((sum, [, b]) => sum + b, 0);
+    // Over the window, or since the first sample when the transfer is younger than that.
+    const span = Math.max(500, Math.min(WINDOW_MS, this.now() - first[0]));
+    return Math.round((bytes * 1000) / span);
+  }
+}

@@ -1,0 +1,226 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { MediaCache } from '../src/cache.js';
+import { planEviction } from '../src/store/eviction-plan.js';
+import type { EntryRow } from '../src/db/repository.js';
+import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
+import { fetchBytes, getRange, startProxy, type Proxy } from './helpers/harness.js';
+
+const CHUNK = 64 * 1024;
+const FILE = 4 * CHUNK;
+
+/** Allocated bytes of every cached file, as the evictor measures them (blocks, not apparent size). */
+function diskUsage(dataDir: string): number {
+  const dir = path.join(dataDir, 'files');
+  return readdirSync(dir).reduce((sum, name) => sum + statSync(path.join(dir, name)).blocks * 512, 0);
+}
+
+async function reachState(cache: MediaCache, id: string, state: string): Promise<void> {
+  while (cache.getEntry(id)?.state !== state) await once(cache.manager, 'state-changed');
+}
+
+describe('eviction', () => {
+  let upstream: Upstream;
+  let proxy: Proxy;
+  const files = new Map<string, Buffer>();
+
+  before(async () => {
+    upstream = await startUpstream();
+    for (let i = 0; i < 9; i++) {
+      const data = makeData(i === 7 ? 8 * CHUNK + 100 : i === 8 ? 16 * CHUNK : FILE, 100 + i);
+      files.set(`/e${i}.mp4`, data);
+      upstream.setFile(`/e${i}.mp4`, data);
+    }
+  });
+  after(async () => {
+    await upstream.close();
+  });
+
+  /** A fresh cache with `names` fully cached, last accessed in the given order (first = oldest). */
+  async function cached(names: string[]): Promise<string[]> {
+    proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 });
+    const ids: string[] = [];
+    for (const [i, name] of names.entries()) {
+      const { id } = await proxy.add(upstream.url(name));
+      proxy.cache.prefetch(id);
+      await reachState(proxy.cache, id, 'Complete');
+      proxy.cache.repo.touchEntry(id, 1_000_000 + i); // a deterministic LRU order
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  const stored = (id: string): number => proxy.cache.getEntry(id)?.downloadedBytes ?? -1;
+
+  test('least recently accessed entries go first, whole chunks from the end of the file', async () => {
+    const [oldest, middle, newest] = await cached(['/e0.mp4', '/e1.mp4', '/e2.mp4']);
+    try {
+      const before = diskUsage(proxy.dataDir);
+      assert.ok(before >= 3 * FILE);
+      // Room for a bit more than two files: the oldest must go entirely.
+      proxy.cache.setLimits({ maxSize: 2 * FILE + 16 * 1024 });
+      const report = await proxy.cache.gc();
+      assert.equal(stored(oldest as string), 0);
+      assert.equal(proxy.cache.getEntry(oldest as string)?.state, 'NotStarted');
+      assert.equal(stored(middle as string), FILE);
+      assert.equal(stored(newest as string), FILE);
+      assert.ok(report.freedBytes >= FILE);
+      assert.ok(diskUsage(proxy.dataDir) <= 2 * FILE + 16 * 1024);
+
+      // One chunk over: the next oldest loses exactly its last chunk; its file is cut there.
+      proxy.cache.setLimits({ maxSize: diskUsage(proxy.dataDir) - 1 });
+      await proxy.cache.gc();
+      assert.equal(stored(middle as string), FILE - CHUNK);
+      assert.deepEqual(proxy.cache.getEntry(middle as string)?.chunks, [[0, FILE - CHUNK - 1]]);
+      assert.equal(proxy.cache.getEntry(middle as string)?.state, 'Paused');
+      assert.equal(stored(newest as string), FILE);
+      const file = path.join(proxy.dataDir, 'files', `${middle}.bin`);
+      assert.equal(statSync(file).size, FILE - CHUNK);
+      assert.equal(proxy.cache.stats.totals().evictions, 2);
+
+      // Evicted bytes come back from the upstream on demand, byte-exact.
+      const { streamUrl } = await proxy.add(upstream.url('/e1.mp4'));
+      const res = await fetchBytes(streamUrl);
+      assert.equal(sha256(res.body), sha256(files.get('/e1.mp4') as Buffer));
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('pinned entries and entries in use are never evicted', async () => {
+    const [a, b, c, d] = await cached(['/e0.mp4', '/e1.mp4', '/e2.mp4', '/e3.mp4']);
+    try {
+      proxy.cache.pin(a as string);
+      // b is being read: a reader holds its demand mid-stream.
+      const controller = new AbortController();
+      const reader = proxy.cache.openReader(b as string, controller.signal);
+      const iter = reader.read(0, FILE - 1);
+      await iter.next();
+      // c is being pre-cached: its missing chunk is queued at MEDIUM and nothing may take its bytes.
+      proxy.cache.repo.evictChunks(c as string, [[3 * CHUNK, FILE - 1]]);
+      upstream.options.bytesPerSecond = 1; // keeps c's download running
+      proxy.cache.prefetch(c as string);
+      try {
+        proxy.cache.setLimits({ maxSize: CHUNK });
+        await proxy.cache.gc();
+        assert.equal(stored(a as string), FILE, 'pinned');
+        assert.equal(stored(b as string), FILE, 'being streamed');
+        assert.equal(stored(c as string), 3 * CHUNK, 'being prefetched');
+        assert.equal(stored(d as string), 0, 'the only candidate went, though newest');
+
+        // Once released and unpinned, the same pass takes them in LRU order.
+        await iter.return(undefined);
+        reader.close();
+        proxy.cache.unpin(a as string);
+        await proxy.cache.pausePrefetch(c as string);
+        await proxy.cache.gc();
+        assert.equal(stored(a as string), 0);
+        assert.equal(stored(c as string), 0);
+        assert.ok(stored(b as string) <= CHUNK, 'the newest keeps at most what fits');
+        assert.ok(diskUsage(proxy.dataDir) <= CHUNK);
+      } finally {
+        upstream.options.bytesPerSecond = undefined;
+      }
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a head pin keeps the head and the tail chunk; the middle is reclaimed from the sparse file', async () => {
+    const [big] = await cached(['/e7.mp4']);
+    const id = big as string;
+    const data = files.get('/e7.mp4') as Buffer;
+    try {
+      proxy.cache.pin(id, CHUNK + 1); // the head spans two chunks
+      const before = diskUsage(proxy.dataDir);
+      proxy.cache.setLimits({ maxSize: CHUNK });
+      await proxy.cache.gc();
+      const entry = proxy.cache.getEntry(id);
+      assert.deepEqual(entry?.chunks, [
+        [0, 2 * CHUNK - 1],
+        [8 * CHUNK, data.length - 1],
+      ]);
+      assert.equal(entry?.state, 'Paused');
+      const after = diskUsage(proxy.dataDir);
+      assert.ok(after < before - 4 * CHUNK, `allocated ${after} after ${before}`);
+      assert.equal(statSync(path.join(proxy.dataDir, 'files', `${id}.bin`)).size, data.length, 'apparent size unchanged: sparse');
+
+      upstream.resetStats();
+      const head = await getRange(`${proxy.server.url}/stream/${id}`, `bytes=0-${2 * CHUNK - 1}`);
+      assert.equal(sha256(head.body), sha256(data.subarray(0, 2 * CHUNK)));
+      const tail = await getRange(`${proxy.server.url}/stream/${id}`, 'bytes=-50');
+      assert.equal(sha256(tail.body), sha256(data.subarray(data.length - 50)));
+      assert.equal(upstream.bytesSent(), 0, 'head and tail play from the cache');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('the size limit holds at every stored chunk: downloads wait for room and older data makes way', async () => {
+    const maxSize = 6 * CHUNK + 48 * 1024;
+    proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize, minFree: 0, maxConcurrentDownloads: 3 });
+    let peak = 0;
+    const onStored = (): void => {
+      peak = Math.max(peak, diskUsage(proxy.dataDir));
+    };
+    proxy.cache.on('chunk-stored', onStored);
+    try {
+      for (const name of ['/e0.mp4', '/e1.mp4', '/e2.mp4', '/e3.mp4']) {
+        const { streamUrl } = await proxy.add(upstream.url(name));
+        const res = await fetchBytes(streamUrl);
+        assert.equal(res.status, 200);
+        assert.equal(sha256(res.body), sha256(files.get(name) as Buffer), name);
+        onStored();
+      }
+      assert.ok(peak <= maxSize, `peak allocated ${peak} > max ${maxSize}`);
+      assert.ok(proxy.cache.stats.totals().evictions >= 2);
+
+      // A seek far into a large file allocates only what was fetched: the file is sparse, so
+      // nothing else has to go although its apparent size exceeds the room left.
+      const before = proxy.cache.stats.totals().evictions;
+      // Room for six chunks (admission counts each running download in full, plus a margin).
+      proxy.cache.setLimits({ maxSize: diskUsage(proxy.dataDir) + 6 * CHUNK });
+      const big = await proxy.add(upstream.url('/e8.mp4'));
+      const data = files.get('/e8.mp4') as Buffer;
+      const res = await getRange(big.streamUrl, `bytes=${12 * CHUNK}-${12 * CHUNK + 99}`);
+      assert.equal(sha256(res.body), sha256(data.subarray(12 * CHUNK, 12 * CHUNK + 100)));
+      const file = path.join(proxy.dataDir, 'files', `${big.id}.bin`);
+      await reachState(proxy.cache, big.id, 'Paused');
+      assert.ok(statSync(file).size >= 13 * CHUNK, 'apparent size: at least up to the chunk read, beyond the room left');
+      // The chunk read, and the head and tail chunks when the manager fetches them on opening.
+      assert.ok(statSync(file).blocks * 512 <= 3 * CHUNK + 16384, 'allocated: only what was fetched');
+      await proxy.cache.gc();
+      assert.equal(proxy.cache.stats.totals().evictions, before);
+    } finally {
+      proxy.cache.off('chunk-stored', onStored);
+      await proxy.close();
+    }
+  });
+});
+
+describe('planEviction', () => {
+  const entry = (over: Partial<EntryRow> = {}): EntryRow => ({
+    id: 'x', cacheKey: 'k', sourceId: null, mediaId: null, quality: null, originalUrl: 'http://h/x', filePath: 'x.bin',
+    chunkSize: 100, expectedTotalSize: 1000, mimeType: null, etag: null, lastModified: null, isComplete: true,
+    errorMessage: null, createdAt: 0, lastAccessed: 0, accessCount: 0, pinned: false, pinHeadBytes: null, ...over,
+  });
+  const rows = Array.from({ length: 10 }, (_, i) => ({ start: i * 100, end: i * 100 + 99, checksum: 0, downloadedAt: 0 }));
+
+  test('drops whole chunks from the end until the need is met, then truncates', () => {
+    const plan = planEviction(entry(), rows, 150, 1000);
+    assert.deepEqual(plan.drop.map((r) => r.start), [900, 800]);
+    assert.deepEqual(plan.action, { kind: 'truncate', length: 800 });
+  });
+  test('everything → delete; a whole pin → nothing', () => {
+    assert.equal(planEviction(entry(), rows, 5000, 1000).action.kind, 'delete');
+    assert.equal(planEviction(entry({ pinned: true }), rows, 5000, 1000).action.kind, 'none');
+  });
+  test('a head pin keeps head chunks and the tail chunk and rewrites', () => {
+    const plan = planEviction(entry({ pinned: true, pinHeadBytes: 150 }), rows, 5000, 1000);
+    assert.deepEqual(plan.drop.map((r) => r.start), [800, 700, 600, 500, 400, 300, 200]);
+    assert.equal(plan.action.kind, 'rewrite');
+  });
+});

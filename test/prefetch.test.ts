@@ -1,0 +1,130 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { EntryStatus, MediaCache } from '../src/cache.js';
+import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
+import { fetchBytes, getJson, startProxy, tempDir, type Proxy } from './helpers/harness.js';
+
+const CHUNK = 64 * 1024;
+
+/** Resolves once the entry reaches `state` (event-based: checks, then waits for state-changed). */
+async function reachState(cache: MediaCache, id: string, state: string): Promise<void> {
+  while (cache.getEntry(id)?.state !== state) {
+    await once(cache.manager, 'state-changed');
+  }
+}
+
+/** Resolves once at least `bytes` of the entry are recorded. */
+async function storedAtLeast(cache: MediaCache, id: string, bytes: number): Promise<void> {
+  while ((cache.getEntry(id)?.downloadedBytes ?? 0) < bytes) {
+    await once(cache.manager, 'chunk-stored');
+  }
+}
+
+describe('pre-cache (download for offline)', () => {
+  let upstream: Upstream;
+  const data = makeData(20 * CHUNK + 999, 11);
+
+  before(async () => {
+    upstream = await startUpstream();
+    upstream.setFile('/film.mkv', data, { contentType: 'video/x-matroska' });
+  });
+  after(async () => {
+    await upstream.close();
+  });
+
+  test('POST prefetch → 202, progress while it runs, Complete at the end, byte-exact offline', async () => {
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 });
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/film.mkv'));
+      upstream.options.bytesPerSecond = 4 * 1024 * 1024;
+      const res = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, { method: 'POST' });
+      assert.equal(res.status, 202);
+      await storedAtLeast(proxy.cache, id, 2 * CHUNK);
+      const mid = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
+      assert.equal(mid.state, 'Downloading');
+      assert.ok(mid.progress.percent !== null && mid.progress.percent > 0 && mid.progress.percent < 100);
+      assert.ok(mid.progress.bytesPerSecond > 0, 'a rate while bytes arrive');
+      assert.ok(mid.progress.etaSeconds !== null && mid.progress.etaSeconds > 0);
+      upstream.options.bytesPerSecond = undefined;
+      await reachState(proxy.cache, id, 'Complete');
+      const done = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
+      assert.equal(done.progress.percent, 100);
+      assert.equal(done.progress.etaSeconds, 0);
+      assert.equal(done.downloadedBytes, data.length);
+
+      upstream.resetStats();
+      const full = await fetchBytes(streamUrl);
+      assert.equal(sha256(full.body), sha256(data));
+      assert.equal(upstream.bytesSent(), 0, 'a pre-cached entry plays without the upstream');
+      const totals = proxy.cache.stats.totals();
+      assert.equal(totals.bytesFromUpstream, data.length);
+      assert.ok(totals.hits >= 1);
+    } finally {
+      upstream.options.bytesPerSecond = undefined;
+      await proxy.close();
+    }
+  });
+
+  test('pause leaves the entry Paused with its prefix; after a restart a re-run fetches only the rest', async () => {
+    const dataDir = tempDir();
+    let proxy: Proxy = await startProxy({ dataDir, chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 });
+    const { id, streamUrl } = await proxy.add(upstream.url('/film.mkv'));
+    upstream.options.bytesPerSecond = 2 * 1024 * 1024;
+    try {
+      proxy.cache.prefetch(id);
+      await storedAtLeast(proxy.cache, id, 3 * CHUNK);
+      const paused = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, { method: 'DELETE' });
+      assert.equal(paused.status, 200);
+      const status = JSON.parse(paused.body.toString()) as EntryStatus;
+      assert.equal(status.state, 'Paused');
+      assert.equal(status.pendingChunks, 0);
+      assert.equal(status.downloading.length, 0);
+      const kept = status.downloadedBytes;
+      assert.ok(kept >= 3 * CHUNK && kept < data.length);
+      await proxy.stop();
+      await upstream.waitQuiet();
+
+      upstream.options.bytesPerSecond = undefined;
+      upstream.resetStats();
+      proxy = await startProxy({ dataDir, chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 });
+      assert.equal(proxy.cache.getEntry(id)?.state, 'Paused', 'state is derived from the database after a restart');
+      const again = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, { method: 'POST' });
+      assert.equal(again.status, 202);
+      await reachState(proxy.cache, id, 'Complete');
+      await upstream.waitQuiet();
+      assert.equal(upstream.bytesSent(), data.length - kept, 'only the missing bytes are fetched');
+      const full = await fetchBytes(streamUrl.replace(/^http:\/\/[^/]+/, proxy.server.url));
+      assert.equal(sha256(full.body), sha256(data));
+    } finally {
+      upstream.options.bytesPerSecond = undefined;
+      await proxy.close();
+    }
+  });
+
+  test('pin and unpin over the API, with and without a head size', async () => {
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 });
+    try {
+      const { id } = await proxy.add(upstream.url('/film.mkv'));
+      const base = `${proxy.server.url}/api/entries/${id}/pin`;
+      const whole = await fetchBytes(base, { method: 'POST' });
+      assert.equal(whole.status, 200);
+      assert.deepEqual(pinOf(whole.body), { pinned: true, pinHeadBytes: null });
+      const head = await fetchBytes(base, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"headBytes":131072}' });
+      assert.deepEqual(pinOf(head.body), { pinned: true, pinHeadBytes: 131072 });
+      const bad = await fetchBytes(base, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"headBytes":-1}' });
+      assert.equal(bad.status, 400);
+      const un = await fetchBytes(base, { method: 'DELETE' });
+      assert.deepEqual(pinOf(un.body), { pinned: false, pinHeadBytes: null });
+      const missing = await fetchBytes(`${proxy.server.url}/api/entries/AAAAAAAAAAAAAAAAAAAAAA/pin`, { method: 'POST' });
+      assert.equal(missing.status, 404);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+function pinOf(body: Buffer): { pinned: boolean; pinHeadBytes: number | null } {
+  const e = JSON.parse(body.toString()) as EntryStatus;
+  return { pinned: e.pinned, pinHeadBytes: e.pinHeadBytes };
+}

@@ -1,0 +1,133 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { request } from 'undici';
+import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
+import { fetchBytes, getRange, startProxy, waitComplete } from './helpers/harness.js';
+import { Priority } from '../src/db/repository.js';
+import type { DownloadOutcome } from '../src/download/chunk-manager.js';
+
+const CHUNK = 64 * 1024;
+let upstream: Upstream;
+
+before(async () => {
+  upstream = await startUpstream();
+});
+after(() => upstream.close());
+
+/** Reads the first `bytes` of a streamed reply, then drops the connection. */
+async function readThenDisconnect(url: string, range: string, bytes: number): Promise<Buffer> {
+  const res = await request(url, { headers: { range } });
+  const parts: Buffer[] = [];
+  let got = 0;
+  for await (const piece of res.body as AsyncIterable<Buffer>) {
+    parts.push(piece);
+    got += piece.length;
+    if (got >= bytes) break;
+  }
+  res.body.destroy();
+  return Buffer.concat(parts).subarray(0, bytes);
+}
+
+test('opening an entry queues its head and tail chunks at HIGH', async () => {
+  const data = makeData(40 * CHUNK, 31);
+  upstream.setFile('/tail-first.mp4', data);
+  const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, lookaheadChunks: 1 });
+  try {
+    const { id, streamUrl } = await proxy.add(upstream.url('/tail-first.mp4'));
+    upstream.resetStats();
+    const mid = 20 * CHUNK + 5;
+    const res = await getRange(streamUrl, `bytes=${mid}-${mid + 99}`);
+    assert.equal(sha256(res.body), sha256(data.subarray(mid, mid + 100)));
+    await upstream.waitQuiet();
+    const asked = upstream.requests.map((r) => r.range);
+    assert.ok(asked.includes(`bytes=0-${CHUNK - 1}`), `head requested: ${asked.join(' ')}`);
+    assert.ok(asked.includes(`bytes=${39 * CHUNK}-${40 * CHUNK - 1}`), `tail requested: ${asked.join(' ')}`);
+    const stored = proxy.cache.repo.listChunks(id).map((c) => c.start);
+    assert.ok(stored.includes(0) && stored.includes(39 * CHUNK));
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('CRITICAL work pre-empts a background download, which keeps the prefix it wrote', async () => {
+  const data = makeData(30 * CHUNK, 32);
+  upstream.setFile('/preempt.mp4', data);
+  upstream.options.bytesPerSecond = 256 * 1024; // a chunk takes a quarter second: long enough to be cut
+  const proxy = await startProxy({ chunkSize: CHUNK, maxConcurrentDownloads: 1, lookaheadChunks: 1 });
+  const outcomes: Array<{ chunkIndex: number; outcome: DownloadOutcome }> = [];
+  proxy.cache.on('download-ended', ({ chunkIndex, outcome }) => outcomes.push({ chunkIndex, outcome }));
+  try {
+    const { id, streamUrl } = await proxy.add(upstream.url('/preempt.mp4'));
+    // A short read opens the entry; background fill then keeps the single slot busy at LOW.
+    await getRange(streamUrl, 'bytes=0-9');
+    let victim: number | undefined;
+    while (victim === undefined) {
+      await once(proxy.cache.manager, 'download-progress');
+      victim = proxy.cache.manager.inflightFor(id).find((d) => d.priority === Priority.LOW && d.written > 0)?.chunkIndex;
+    }
+    const seek = 25 * CHUNK + 17;
+    const got = await readThenDisconnect(streamUrl, `bytes=${seek}-`, 1000);
+    assert.equal(sha256(got), sha256(data.subarray(seek, seek + 1000)));
+    assert.ok(
+      outcomes.some((o) => o.outcome === 'preempted' && o.chunkIndex === victim),
+      `the LOW download of chunk ${victim} was pre-empted: ${JSON.stringify(outcomes)}`,
+    );
+    const rows = proxy.cache.repo.listChunks(id);
+    const [from, to] = [victim * CHUNK, (victim + 1) * CHUNK - 1];
+    const prefix = rows.find((r) => r.start >= from && r.end < to);
+    assert.ok(prefix, `the written prefix is recorded: ${JSON.stringify(rows)}`);
+  } finally {
+    upstream.options.bytesPerSecond = undefined;
+    await proxy.close();
+  }
+});
+
+test('a reader that leaves releases its demand: without background fill its downloads are cancelled', async () => {
+  const data = makeData(30 * CHUNK, 33);
+  upstream.setFile('/leave.mp4', data);
+  upstream.options.bytesPerSecond = 1024 * 1024;
+  const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, lookaheadChunks: 4 });
+  try {
+    const { id, streamUrl } = await proxy.add(upstream.url('/leave.mp4'));
+    const seek = 10 * CHUNK;
+    await readThenDisconnect(streamUrl, `bytes=${seek}-`, 100);
+    while (proxy.cache.manager.activeDownloads > 0) await once(proxy.cache.manager, 'download-ended');
+    assert.deepEqual(proxy.cache.repo.queueFor(id), [], 'no queued work is left behind');
+    const facts = proxy.cache.repo.entryFacts(id);
+    assert.ok(facts && facts.storedBytes < 6 * CHUNK, `stored ${facts?.storedBytes}`);
+    // What was fetched is kept, not wasted: the upstream sent about what is stored.
+    await upstream.waitQuiet();
+    const state = (await fetchBytes(`${proxy.server.url}/api/entries/${id}`)).body.toString();
+    assert.equal(JSON.parse(state).state, 'Paused');
+  } finally {
+    upstream.options.bytesPerSecond = undefined;
+    await proxy.close();
+  }
+});
+
+test('the persisted queue resumes after a restart and completes the file', async () => {
+  const data = makeData(12 * CHUNK, 34);
+  upstream.setFile('/resume.mp4', data);
+  upstream.options.bytesPerSecond = 1024 * 1024;
+  const first = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 2 });
+  const { id } = await first.add(upstream.url('/resume.mp4'));
+  first.cache.prefetch(id);
+  await once(first.cache.manager, 'chunk-stored');
+  await first.stop(); // mid-download: unfinished chunks are not recorded
+  assert.ok(first.cache.repo.db.open === false);
+
+  upstream.options.bytesPerSecond = undefined;
+  const second = await startProxy({ dataDir: first.dataDir, chunkSize: CHUNK, backgroundFill: false });
+  try {
+    const facts = () => second.cache.repo.entryFacts(id);
+    assert.ok((facts()?.pendingChunks ?? 0) > 0, 'queued work survived the restart');
+    await waitComplete(second, id);
+    upstream.resetStats();
+    const body = await fetchBytes(`${second.server.url}/stream/${id}`);
+    assert.equal(sha256(body.body), sha256(data));
+    assert.equal(upstream.bytesSent(), 0);
+  } finally {
+    await second.close();
+  }
+});
