@@ -121,6 +121,8 @@ export class Downloader {
       if (received !== length) throw badReply(`body ended after ${received} of ${length} bytes`, true);
       return received;
     } catch (err) {
+      // undici emits an AbortError on destroy(); unheard, it would crash the process.
+      res.body.on('error', () => undefined);
       res.body.destroy();
       if (err instanceof MediaCacheError) throw err;
       throw networkError(err, req.signal);

@@ -79,18 +79,33 @@ export class EntryReader {
     }
   }
 
+  /**
+   * Positional reads of `readSize`, one read ahead: the next read runs while the caller writes
+   * the current buffer to its socket, as fs.ReadStream does, so disk and network overlap.
+   */
   private async *readFile(from: number, to: number): AsyncGenerator<Buffer, void, undefined> {
     const { readSize } = this.manager.options;
-    for (let pos = from; pos <= to; ) {
-      const length = Math.min(readSize, to - pos + 1);
-      const buf = await this.store.read(this.entry.filePath, pos, length);
-      if (buf.length !== length) {
-        throw new MediaCacheError(ErrorCodes.DATABASE, `cache file shorter than its recorded ranges at ${pos}`);
+    const file = this.entry.filePath;
+    const readAt = (pos: number): Promise<Buffer> | undefined =>
+      pos <= to ? this.store.read(file, pos, Math.min(readSize, to - pos + 1)) : undefined;
+    let pos = from;
+    let pending = readAt(pos);
+    try {
+      while (pending) {
+        const buf = await pending;
+        const expected = Math.min(readSize, to - pos + 1);
+        if (buf.length !== expected) {
+          throw new MediaCacheError(ErrorCodes.DATABASE, `cache file shorter than its recorded ranges at ${pos}`);
+        }
+        pos += expected;
+        pending = readAt(pos);
+        yield buf;
       }
-      pos += length;
-      yield buf;
+    } finally {
+      pending?.catch(() => undefined); // a reader that left early must not leave a rejection unhandled
     }
   }
+
 
   /**
    * CRITICAL for the chunk at the read position (its download starts at `position` when that is

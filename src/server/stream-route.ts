@@ -13,7 +13,13 @@ const RETRY_AFTER_S = 5;
  * read that fails early still gets a proper status (503 + Retry-After, 502) instead of a
  * truncated 206; a failure mid-body can only close the connection.
  */
-export async function handleStream(cache: MediaCache, id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleStream(
+  cache: MediaCache,
+  id: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  retryOnChange = true,
+): Promise<void> {
   const controller = new AbortController();
   const onClose = (): void => {
     if (!res.writableFinished) controller.abort();
@@ -62,6 +68,10 @@ export async function handleStream(cache: MediaCache, id: string, req: IncomingM
   } catch (err) {
     if (controller.signal.aborted || isMediaCacheError(err, ErrorCodes.ABORTED)) {
       res.destroy();
+    } else if (!res.headersSent && retryOnChange && isMediaCacheError(err, ErrorCodes.UPSTREAM_CHANGED)) {
+      // The upstream file changed before we answered: the entry was invalidated, so start over
+      // once on the new version (its size and validators are learnt afresh).
+      await handleStream(cache, id, req, res, false);
     } else if (res.headersSent) {
       res.destroy(); // mid-body: closing is the only honest signal left
     } else {

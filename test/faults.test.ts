@@ -1,0 +1,211 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { crc32 } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
+import { fetchBytes, getRange, startProxy, waitComplete, type Proxy } from './helpers/harness.js';
+
+const CHUNK = 256 * 1024;
+
+/** Every chunk row's CRC-32 matches the bytes in the entry's sparse file. */
+function assertRowsMatchFile(proxy: Proxy, id: string): number {
+  const entry = proxy.cache.repo.getEntry(id);
+  assert.ok(entry);
+  const file = readFileSync(path.join(proxy.cache.store.root, entry.filePath));
+  const rows = proxy.cache.repo.listChunks(id);
+  for (const r of rows) {
+    assert.ok(r.end < file.length, `row ${r.start}-${r.end} past the file end ${file.length}`);
+    assert.equal(crc32(file.subarray(r.start, r.end + 1)), r.checksum, `row ${r.start}-${r.end} checksum`);
+  }
+  return rows.length;
+}
+
+/** A GET whose body may be cut mid-way: the bytes received and whether it ended cleanly. */
+async function tryFetch(url: string): Promise<{ status: number; body: Buffer; ok: boolean }> {
+  try {
+    const res = await fetchBytes(url);
+    return { status: res.status, body: res.body, ok: true };
+  } catch {
+    return { status: 0, body: Buffer.alloc(0), ok: false };
+  }
+}
+
+describe('upstream errors mid-download', () => {
+  let upstream: Upstream;
+  before(async () => {
+    upstream = await startUpstream();
+  });
+  after(() => upstream.close());
+
+  test('5xx and resets mid-chunk are retried from the written offset; the reader gets exact bytes', async () => {
+    const data = makeData(3 * CHUNK + 777, 31);
+    upstream.setFile('/flaky.mp4', data);
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 1 });
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/flaky.mp4'));
+      upstream.resetStats();
+      upstream.injectFault({ kind: 'status', status: 503, path: '/flaky.mp4' });
+      upstream.injectFault({ kind: 'reset', afterBytes: 100_000, path: '/flaky.mp4' });
+      upstream.injectFault({ kind: 'status', status: 500, path: '/flaky.mp4' });
+      upstream.injectFault({ kind: 'reset', afterBytes: 50_000, path: '/flaky.mp4' });
+      const res = await fetchBytes(streamUrl);
+      assert.equal(res.status, 200);
+      assert.equal(sha256(res.body), sha256(data));
+      // The retry after a reset asks for the rest of the chunk, not the whole chunk again.
+      const ranges = upstream.requests.map((r) => r.range);
+      const afterReset = upstream.requests.findIndex((r) => r.aborted) + 1;
+      assert.ok(afterReset > 0, `a reset was logged: ${JSON.stringify(ranges)}`);
+      const resumed = ranges.slice(afterReset).some((r) => r !== undefined && /^bytes=(\d+)-/.exec(r)?.[1] !== '0' && Number(/^bytes=(\d+)-/.exec(r)?.[1]) % CHUNK !== 0);
+      assert.ok(resumed, `a retry continued mid-chunk: ${JSON.stringify(ranges)}`);
+      await upstream.waitQuiet();
+      assert.equal(proxy.cache.getEntry(id)?.error, null);
+      assertRowsMatchFile(proxy, id);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('after the retry budget the entry is Failed with its error; a later request retries and succeeds', async () => {
+    const data = makeData(2 * CHUNK, 32);
+    upstream.setFile('/down.mp4', data);
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 } });
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/down.mp4'));
+      upstream.resetStats();
+      upstream.injectFault({ kind: 'status', status: 503, path: '/down.mp4' }, 3);
+      const failed = await fetchBytes(streamUrl);
+      assert.equal(failed.status, 502);
+      const body = JSON.parse(failed.body.toString()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, 'MC_ERR_ENTRY_FAILED');
+      assert.match(body.error.message, /503/);
+      assert.equal(upstream.requests.length, 3, 'bounded: exactly the retry budget');
+      const status = proxy.cache.getEntry(id);
+      assert.equal(status?.state, 'Failed');
+      assert.match(status?.error ?? '', /503/);
+      assert.equal(proxy.cache.repo.listChunks(id).length, 0, 'nothing recorded for a failed chunk');
+
+      const retried = await fetchBytes(streamUrl);
+      assert.equal(retried.status, 200);
+      assert.equal(sha256(retried.body), sha256(data));
+      assert.equal(proxy.cache.getEntry(id)?.error, null);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  for (const status of [404, 403, 401]) {
+    test(`upstream ${status} fails fast: one upstream request, a 502 JSON error`, async () => {
+      const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false });
+      try {
+        upstream.setFile('/gone.mp4', makeData(CHUNK, 1));
+        const { id, streamUrl } = await proxy.add(upstream.url('/gone.mp4'));
+        upstream.resetStats();
+        upstream.injectFault({ kind: 'status', status, path: '/gone.mp4' });
+        const res = await fetchBytes(streamUrl);
+        assert.equal(res.status, 502);
+        assert.equal(res.headers['content-type'], 'application/json; charset=utf-8');
+        assert.match(res.body.toString(), new RegExp(String(status)));
+        assert.equal(upstream.requests.length, 1);
+        assert.equal(proxy.cache.getEntry(id)?.state, 'Failed');
+      } finally {
+        await proxy.close();
+      }
+    });
+  }
+});
+
+describe('unreachable upstream', () => {
+  test('stored ranges keep playing offline; missing ranges fail with a JSON 5xx; nothing is invalidated', async () => {
+    const upstream = await startUpstream();
+    const data = makeData(4 * CHUNK, 33);
+    upstream.setFile('/offline.mp4', data);
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 10 } });
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/offline.mp4'));
+      const head = await getRange(streamUrl, `bytes=0-${CHUNK - 1}`);
+      assert.equal(sha256(head.body), sha256(data.subarray(0, CHUNK)));
+      await upstream.waitQuiet();
+      const rowsBefore = proxy.cache.repo.listChunks(id);
+      assert.ok(rowsBefore.length > 0);
+      await upstream.close();
+
+      for (let i = 0; i < 3; i++) {
+        const cached = await getRange(streamUrl, `bytes=100-${CHUNK - 1}`);
+        assert.equal(cached.status, 206);
+        assert.equal(sha256(cached.body), sha256(data.subarray(100, CHUNK)));
+        const missing = await getRange(streamUrl, `bytes=${2 * CHUNK}-${2 * CHUNK + 10}`);
+        assert.ok(missing.status === 502 || missing.status === 503, `status ${missing.status}`);
+        assert.match(String(missing.headers['content-type']), /application\/json/);
+        assert.ok((JSON.parse(missing.body.toString()) as { error: { code: string } }).error.code.startsWith('MC_ERR_'));
+      }
+      assert.deepEqual(proxy.cache.repo.listChunks(id), rowsBefore, 'stored rows untouched');
+      assertRowsMatchFile(proxy, id);
+    } finally {
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('upstream file changed', () => {
+  let upstream: Upstream;
+  before(async () => {
+    upstream = await startUpstream({ bytesPerSecond: 4 * 1024 * 1024 });
+  });
+  after(() => upstream.close());
+
+  test('If-Range answers 200: the entry is invalidated, a reader mid-body is cut, never mixed bytes; then only new bytes', async () => {
+    const v1 = makeData(4 * CHUNK, 41);
+    const v2 = makeData(4 * CHUNK, 42);
+    upstream.setFile('/changing.mp4', v1);
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 1 });
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/changing.mp4'));
+      const head = await getRange(streamUrl, `bytes=0-${CHUNK - 1}`);
+      assert.equal(sha256(head.body), sha256(v1.subarray(0, CHUNK)));
+      await upstream.waitQuiet();
+      upstream.setFile('/changing.mp4', v2);
+      upstream.resetStats();
+
+      // Starts in stored v1 bytes, then needs bytes only the changed upstream has.
+      const mixed = await tryFetch(streamUrl);
+      assert.ok(!mixed.ok || mixed.status !== 200 || mixed.body.length < v1.length, 'the old-version response did not complete');
+      if (mixed.body.length > 0) {
+        assert.equal(sha256(mixed.body), sha256(v1.subarray(0, mixed.body.length)), 'only v1 bytes in that response');
+      }
+      assert.ok(upstream.requests.some((r) => r.ifRange !== undefined && r.status === 200), 'If-Range was sent and answered 200');
+
+      const fresh = await fetchBytes(streamUrl);
+      assert.equal(fresh.status, 200);
+      assert.equal(sha256(fresh.body), sha256(v2));
+      await waitComplete(proxy, id).catch(() => undefined);
+      await upstream.waitQuiet();
+      assertRowsMatchFile(proxy, id);
+      const ranged = await getRange(streamUrl, `bytes=0-${CHUNK - 1}`);
+      assert.equal(sha256(ranged.body), sha256(v2.subarray(0, CHUNK)));
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a request that starts on a missing chunk after a change gets the new version', async () => {
+    const v1 = makeData(3 * CHUNK + 5, 43);
+    const v2 = makeData(3 * CHUNK + 999, 44);
+    upstream.setFile('/swap.mp4', v1);
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false });
+    try {
+      const { streamUrl } = await proxy.add(upstream.url('/swap.mp4'));
+      const head = await getRange(streamUrl, `bytes=0-99`);
+      assert.equal(sha256(head.body), sha256(v1.subarray(0, 100)));
+      await upstream.waitQuiet();
+      upstream.setFile('/swap.mp4', v2);
+      const res = await getRange(streamUrl, `bytes=${CHUNK + 10}-${CHUNK + 5000}`);
+      assert.equal(res.status, 206);
+      assert.equal(res.headers['content-range'], `bytes ${CHUNK + 10}-${CHUNK + 5000}/${v2.length}`);
+      assert.equal(sha256(res.body), sha256(v2.subarray(CHUNK + 10, CHUNK + 5001)));
+    } finally {
+      await proxy.close();
+    }
+  });
+});
