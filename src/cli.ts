@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
-import { MediaCache, DEFAULTS, type EntryStatus } from './cache.js';
+import { MediaCache, DEFAULTS, type CacheOptions, type EntryStatus } from './cache.js';
 import { startServer, DEFAULT_HOST, DEFAULT_PORT } from './server/http-server.js';
-import { MediaCacheError } from './errors.js';
+import { ErrorCodes, MediaCacheError, isMediaCacheError } from './errors.js';
+import { moveDatabaseAside } from './cli/reset-db.js';
 import { parseSize } from './units.js';
 import { startActivityLog } from './stats/activity-log.js';
 import { CliError, EXIT, api, jsonOption, printJson, serverOption } from './cli/client.js';
@@ -52,6 +53,7 @@ program
   .addOption(new Option('--cleanup-interval-s <s>', 'period of the cleanup worker').env('MEDIACACHE_CLEANUP_INTERVAL_S').argParser(positiveInt('cleanup-interval-s')).default(DEFAULTS.cleanupIntervalMs / 1000))
   .addOption(new Option('--stats-interval-s <s>', 'period of the activity summary in the log (silent when idle)').env('MEDIACACHE_STATS_INTERVAL_S').argParser(positiveInt('stats-interval-s')).default(60))
   .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('MEDIACACHE_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+  .addOption(new Option('--reset-db', 'if the database is unreadable, move it aside (cache.db.corrupt-<time>) and start empty'))
   .addOption(configOption())
   .action(serve);
 
@@ -92,11 +94,12 @@ interface ServeOptions {
   cleanupIntervalS: number;
   statsIntervalS: number;
   logLevel: string;
+  resetDb?: boolean;
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
   const logger = pino({ level: opts.logLevel, base: undefined }, pino.destination(2));
-  const cache = await MediaCache.open({
+  const cacheOptions = {
     dataDir: opts.dataDir,
     chunkSize: opts.chunkSize,
     maxConcurrentDownloads: opts.maxConcurrentDownloads,
@@ -106,7 +109,8 @@ async function serve(opts: ServeOptions): Promise<void> {
     maxSize: opts.maxSize,
     minFree: opts.minFree,
     cleanupIntervalMs: opts.cleanupIntervalS * 1000,
-  });
+  };
+  const cache = await openCache(cacheOptions, opts.resetDb === true);
   cache.on('state-changed', ({ entryId, state }) => logger.info({ entryId, state }, 'entry state'));
   const stopActivityLog = startActivityLog(cache.stats, (fields, message) => logger.info(fields, message), opts.statsIntervalS * 1000);
   let server;
@@ -138,6 +142,25 @@ async function serve(opts: ServeOptions): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** Opens the cache; an unreadable database gets a way out instead of a stack trace. */
+async function openCache(options: CacheOptions & { dataDir: string }, resetDb: boolean): Promise<MediaCache> {
+  try {
+    return await MediaCache.open(options);
+  } catch (err) {
+    if (!isMediaCacheError(err, ErrorCodes.DATABASE)) throw err;
+    if (!resetDb) {
+      throw new CliError(
+        `${err.message}\nThe database is unreadable or corrupt. Run "mediacache serve --reset-db" to move it ` +
+          'aside (as cache.db.corrupt-<time>) and start with an empty cache; cached files are downloaded again.',
+        EXIT.FAILURE,
+      );
+    }
+    const aside = moveDatabaseAside(options.dataDir);
+    process.stderr.write(`mediacache: moved the unreadable database to ${aside}; starting with an empty cache\n`);
+    return MediaCache.open(options);
+  }
 }
 
 async function add(url: string, opts: { sourceId?: string; mediaId?: string; quality?: string; json?: boolean; server: string }): Promise<void> {

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32 } from 'node:zlib';
-import { readFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, readSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
 import { fetchBytes, getRange, startProxy, waitComplete, type Proxy } from './helpers/harness.js';
@@ -206,6 +206,115 @@ describe('upstream file changed', () => {
       assert.equal(sha256(res.body), sha256(v2.subarray(CHUNK + 10, CHUNK + 5001)));
     } finally {
       await proxy.close();
+    }
+  });
+});
+
+describe('upstream that ignores Range', () => {
+  test('one sequential download feeds the reader, records every chunk and is not repeated', async () => {
+    const upstream = await startUpstream({ noRange: true, bytesPerSecond: 8 * 1024 * 1024 });
+    const data = makeData(5 * CHUNK + 4321, 51);
+    upstream.setFile('/norange.mp4', data);
+    const proxy = await startProxy({ chunkSize: CHUNK });
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/norange.mp4'));
+      upstream.resetStats();
+      const [full, mid] = await Promise.all([
+        fetchBytes(streamUrl),
+        getRange(streamUrl, `bytes=${3 * CHUNK + 5}-${4 * CHUNK + 100}`),
+      ]);
+      assert.equal(full.status, 200);
+      assert.equal(sha256(full.body), sha256(data));
+      assert.equal(mid.status, 206);
+      assert.equal(sha256(mid.body), sha256(data.subarray(3 * CHUNK + 5, 4 * CHUNK + 101)));
+      await waitComplete(proxy, id);
+      await upstream.waitQuiet();
+      const whole = upstream.requests.filter((r) => r.status === 200 && !r.aborted);
+      assert.equal(whole.length, 1, `one full download: ${JSON.stringify(upstream.requests)}`);
+      assert.ok(upstream.bytesSent('/norange.mp4') < 2 * data.length, 'no repeated full download');
+      assert.equal(proxy.cache.getEntry(id)?.state, 'Complete');
+      assert.ok(assertRowsMatchFile(proxy, id) >= 6);
+
+      upstream.resetStats();
+      const replay = await getRange(streamUrl, `bytes=${CHUNK}-`);
+      assert.equal(sha256(replay.body), sha256(data.subarray(CHUNK)));
+      assert.equal(upstream.requests.length, 0);
+    } finally {
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('cache file damaged behind our back', () => {
+  test('bit flips and truncation are caught by the chunk checksums after a restart; readers get correct bytes', async () => {
+    const upstream = await startUpstream();
+    const data = makeData(4 * CHUNK + 1000, 61);
+    upstream.setFile('/rot.mp4', data);
+    let proxy = await startProxy({ chunkSize: CHUNK });
+    const dataDir = proxy.dataDir;
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/rot.mp4'));
+      assert.equal(sha256((await fetchBytes(streamUrl)).body), sha256(data));
+      await waitComplete(proxy, id);
+      const file = path.join(proxy.cache.store.root, proxy.cache.repo.getEntry(id)?.filePath ?? '');
+      await proxy.stop();
+
+      // Flip one bit in chunk 1 and cut the file inside chunk 3.
+      const fd = openSync(file, 'r+');
+      const one = Buffer.alloc(1);
+      readSync(fd, one, 0, 1, CHUNK + 12345);
+      one[0] = (one[0] ?? 0) ^ 0x10;
+      writeSync(fd, one, 0, 1, CHUNK + 12345);
+      ftruncateSync(fd, 3 * CHUNK + 100);
+      closeSync(fd);
+
+      proxy = await startProxy({ chunkSize: CHUNK, dataDir });
+      upstream.resetStats();
+      const invalid: Array<{ start: number; end: number }> = [];
+      proxy.cache.on('chunk-invalid', (e) => invalid.push(e));
+      const res = await fetchBytes(streamUrl.replace(/^http:\/\/[^/]+/, proxy.server.url));
+      assert.equal(res.status, 200);
+      assert.equal(sha256(res.body), sha256(data));
+      // Exactly the damaged rows were dropped: the one holding the flipped bit, those past the cut.
+      const damaged = (r: { start: number; end: number }): boolean =>
+        (r.start <= CHUNK + 12345 && r.end >= CHUNK + 12345) || r.end >= 3 * CHUNK + 100;
+      assert.ok(invalid.length >= 2 && invalid.every(damaged), JSON.stringify(invalid));
+      assert.ok(invalid.some((r) => r.start <= CHUNK + 12345 && r.end >= CHUNK + 12345));
+      assert.ok(upstream.requests.length >= 2, 'damaged chunks were fetched again');
+      await waitComplete(proxy, id);
+      await upstream.waitQuiet();
+      assertRowsMatchFile(proxy, id);
+      upstream.resetStats();
+      assert.equal(sha256((await fetchBytes(`${proxy.server.url}/stream/${id}`)).body), sha256(data));
+      assert.equal(upstream.requests.length, 0, 'verified rows are served without upstream traffic');
+    } finally {
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+
+  test('a file changed while running (size/mtime differ) is re-verified before its rows are served', async () => {
+    const upstream = await startUpstream();
+    const data = makeData(2 * CHUNK, 62);
+    upstream.setFile('/live-rot.mp4', data);
+    const proxy = await startProxy({ chunkSize: CHUNK });
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/live-rot.mp4'));
+      assert.equal(sha256((await fetchBytes(streamUrl)).body), sha256(data));
+      await waitComplete(proxy, id);
+      await upstream.waitQuiet();
+      const file = path.join(proxy.cache.store.root, proxy.cache.repo.getEntry(id)?.filePath ?? '');
+      const fd = openSync(file, 'r+');
+      writeSync(fd, Buffer.from('garbage!'), 0, 8, 100);
+      closeSync(fd);
+      utimesSync(file, new Date(2001, 1, 1), new Date(2001, 1, 1)); // an outside writer moved mtime
+      const res = await getRange(streamUrl, 'bytes=0-999');
+      assert.equal(res.status, 206);
+      assert.equal(sha256(res.body), sha256(data.subarray(0, 1000)));
+    } finally {
+      await proxy.close();
+      await upstream.close();
     }
   });
 });

@@ -213,7 +213,7 @@ const FACTS_SELECT = `
 
 /** Opens (creating if needed) and migrates a SQLite database file. */
 export function openDatabase(file: string): Database.Database {
-  let db: Database.Database;
+  let db: Database.Database | undefined;
   try {
     db = new Database(file);
     db.pragma('journal_mode = WAL');
@@ -223,6 +223,7 @@ export function openDatabase(file: string): Database.Database {
     db.pragma('busy_timeout = 5000');
     migrate(db);
   } catch (err) {
+    db?.close(); // a corrupt file must not stay open: --reset-db moves it aside and retries
     throw new MediaCacheError(
       ErrorCodes.DATABASE,
       `cannot open the cache database ${file}: ${(err as Error).message}`,

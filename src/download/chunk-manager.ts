@@ -1,11 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
-import type { CacheRepository, EntryRow } from '../db/repository.js';
+import type { CacheRepository, ChunkRow, EntryRow } from '../db/repository.js';
 import { Priority } from '../db/repository.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import { Downloader, ifRangeValidator, type UpstreamMetadata } from './downloader.js';
 import { Wakeups } from './wakeups.js';
+import { BufferPool } from '../store/buffer-pool.js';
+import { ChunkVerifier } from '../store/chunk-verifier.js';
 import { ErrorCodes, MediaCacheError, isMediaCacheError } from '../errors.js';
 import { deriveState, type EntryState } from '../state/entry-state.js';
 
@@ -35,6 +37,8 @@ export interface ChunkManagerOptions {
 /** Events for dashboards and embedding apps; payloads are plain data. */
 export interface ChunkManagerEvents {
   'chunk-stored': [{ entryId: string; start: number; end: number }];
+  /** A stored row failed its checksum (or its bytes are gone) and was dropped for re-download. */
+  'chunk-invalid': [{ entryId: string; start: number; end: number }];
   'download-started': [{ entryId: string; chunkIndex: number; priority: Priority; start: number }];
   'download-progress': [{ entryId: string; chunkIndex: number; position: number }];
   'download-ended': [{ entryId: string; chunkIndex: number; outcome: DownloadOutcome }];
@@ -75,7 +79,16 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
   private readonly lastStates = new Map<string, EntryState>();
   /** Where a reader that seeked into a chunk wants its download to begin (key → byte). */
   private readonly seekStarts = new Map<string, number>();
+  /**
+   * Entries whose upstream ignores Range, mid-way through the one sequential download of the
+   * whole body: bytes [0, written) are in the file; chunks below `nextChunk` are recorded.
+   */
+  private readonly wholeBodies = new Map<string, { written: number; nextChunk: number }>();
   readonly wakeups = new Wakeups();
+  /** Read buffers shared by all readers (see EntryReader.readFile). */
+  readonly bufferPool: BufferPool;
+  /** Checks stored rows against their CRC-32 before they are served (see ChunkVerifier). */
+  readonly verifier: ChunkVerifier;
   private closed = false;
 
   constructor(
@@ -86,6 +99,27 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
   ) {
     super();
     this.setMaxListeners(0);
+    this.bufferPool = new BufferPool(options.readSize, 64);
+    this.verifier = new ChunkVerifier(store);
+  }
+
+  /**
+   * True when a stored row's bytes are intact. Otherwise (bit rot, truncated or deleted file) the
+   * row is dropped and its chunk queued at CRITICAL: the reader waits for the re-download.
+   */
+  async verifyRow(entry: EntryRow, row: ChunkRow): Promise<boolean> {
+    if (await this.verifier.check(entry.filePath, row)) return true;
+    // The row may have been replaced meanwhile; drop exactly this one.
+    this.repo.evictChunks(entry.id, [[row.start, row.end]]);
+    this.verifier.forget(entry.filePath, row.start);
+    this.emit('chunk-invalid', { entryId: entry.id, start: row.start, end: row.end });
+    const now = Date.now();
+    for (let i = Math.floor(row.start / entry.chunkSize); i <= Math.floor(row.end / entry.chunkSize); i++) {
+      this.raise(entry.id, i, Priority.CRITICAL, now);
+    }
+    this.pump();
+    this.emitState(entry.id);
+    return false;
   }
 
   /** Resumes the persisted queue. */
@@ -126,6 +160,8 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
 
   /** The in-flight download covering `position`, if its bytes have reached it. */
   inflightAt(entry: EntryRow, position: number): { start: number; available: number } | undefined {
+    const whole = this.wholeBodies.get(entry.id);
+    if (whole && position < whole.written) return { start: 0, available: whole.written };
     const f = this.inflight.get(key(entry.id, Math.floor(position / entry.chunkSize)));
     if (!f || position < f.start || position >= f.start + f.written) return undefined;
     return { start: f.start, available: f.written };
@@ -283,7 +319,9 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
   private startDownload(entryId: string, index: number, priority: Priority): boolean {
     const entry = this.repo.getEntry(entryId);
     const from = this.seekStarts.get(key(entryId, index));
-    const gap = entry && !entry.errorMessage ? (from !== undefined && this.gapFrom(entry, index, from)) || this.gapFrom(entry, index, 0) : null;
+    // A whole-body download of this entry writes every chunk already: do not fetch it twice.
+    const covered = this.wholeBodies.has(entryId);
+    const gap = entry && !entry.errorMessage && !covered ? (from !== undefined && this.gapFrom(entry, index, from)) || this.gapFrom(entry, index, 0) : null;
     if (!entry || !gap) {
       this.seekStarts.delete(key(entryId, index));
       this.repo.dequeue(entryId, index);
@@ -326,12 +364,14 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
 
   private async runDownload(entry: EntryRow, f: InFlight): Promise<void> {
     const { retry } = this.options;
+    let whole: { written: number; nextChunk: number } | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
         // Re-read per attempt: a new URL for the same key (rotated token) applies at once.
         const current = this.repo.getEntry(entry.id);
         if (!current) return;
         entry = current;
+        whole = undefined;
         await this.downloader.fetchRange({
           url: entry.originalUrl,
           start: f.start + f.written,
@@ -342,17 +382,35 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
             entry = this.acceptMetadata(entry, meta);
             f.end = Math.min(f.end, meta.totalSize - 1);
           },
+          onWholeBody: () => {
+            if (this.wholeBodies.has(f.entryId)) {
+              this.abort(f, 'cancelled'); // another download already streams the whole body
+              throw new MediaCacheError(ErrorCodes.ABORTED, 'whole body already being fetched');
+            }
+            whole = { written: 0, nextChunk: 0 };
+            this.wholeBodies.set(f.entryId, whole);
+          },
           onData: async (position, data) => {
+            if (whole) return this.onWholeData(entry, f, whole, position, data);
             await this.store.write(entry.filePath, position, data);
+            // Our own write moves the file's mtime: adopt it so stored rows need no re-check.
+            this.verifier.noteWritten(entry.filePath).catch(() => undefined);
             f.crc = crc32(data, f.crc);
             f.written += data.length;
             this.wakeups.notify(f.entryId);
             this.emit('download-progress', { entryId: f.entryId, chunkIndex: f.chunkIndex, position: position + data.length });
           },
         });
+        if (whole) {
+          this.endWholeBody(f);
+          this.repo.dequeue(f.entryId, f.chunkIndex);
+          this.end(f, 'stored');
+          return;
+        }
         await this.finish(entry, f, 'stored');
         return;
       } catch (err) {
+        if (whole) this.endWholeBody(f);
         if (f.abortReason) {
           await this.finish(entry, f, f.abortReason);
           return;
@@ -380,6 +438,48 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     }
   }
 
+  /**
+   * One piece of a whole-body download (the upstream ignores Range): written at its position,
+   * and every chunk it completes is recorded — only its gaps, each after an fsync and with the
+   * CRC-32 of the bytes as they sit in the file.
+   */
+  private async onWholeData(entry: EntryRow, f: InFlight, whole: { written: number; nextChunk: number }, position: number, data: Buffer): Promise<void> {
+    await this.store.write(entry.filePath, position, data);
+    whole.written = position + data.length;
+    const total = entry.expectedTotalSize ?? 0;
+    while (whole.nextChunk * entry.chunkSize < total) {
+      const chunkEnd = Math.min((whole.nextChunk + 1) * entry.chunkSize, total);
+      if (whole.written < chunkEnd) break;
+      await this.store.sync(entry.filePath);
+      for (let gap = this.gapFrom(entry, whole.nextChunk, 0); gap; gap = this.gapFrom(entry, whole.nextChunk, 0)) {
+        const bytes = await this.store.read(entry.filePath, gap.start, gap.end - gap.start + 1);
+        const row = { start: gap.start, end: gap.end, checksum: crc32(bytes), downloadedAt: Date.now() };
+        this.repo.recordChunk(f.entryId, null, row);
+        await this.verifier.noteWritten(entry.filePath, row.start);
+        this.emit('chunk-stored', { entryId: f.entryId, start: row.start, end: row.end });
+      }
+      this.repo.dequeue(f.entryId, whole.nextChunk);
+      whole.nextChunk++;
+    }
+    this.wakeups.notify(f.entryId);
+    this.emit('download-progress', { entryId: f.entryId, chunkIndex: f.chunkIndex, position: whole.written });
+  }
+
+  /**
+   * A whole-body download ended. Chunks readers still want but it did not reach were dequeued
+   * while it ran (it covered them): queue them again.
+   */
+  private endWholeBody(f: InFlight): void {
+    this.wholeBodies.delete(f.entryId);
+    const wanted = this.demand.get(f.entryId);
+    const current = this.repo.getEntry(f.entryId);
+    if (!wanted || !current || current.errorMessage !== null) return;
+    const now = Date.now();
+    for (const index of wanted.keys()) {
+      if (this.missingStart(current, index) !== null) this.repo.enqueue(f.entryId, index, Priority.HIGH, now);
+    }
+  }
+
   /** Records what a download wrote: the whole chunk, or on pre-emption the prefix it reached. */
   private async finish(entry: EntryRow, f: InFlight, outcome: DownloadOutcome): Promise<void> {
     const keepPrefix = outcome === 'stored' || outcome === 'preempted' || outcome === 'cancelled';
@@ -389,6 +489,7 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
         const row = { start: f.start, end: f.start + f.written - 1, checksum: f.crc, downloadedAt: Date.now() };
         // Only a finished chunk leaves the queue; a cut-off one stays for its remainder.
         this.repo.recordChunk(f.entryId, outcome === 'stored' ? f.chunkIndex : null, row);
+        await this.verifier.noteWritten(entry.filePath, row.start);
         if (outcome === 'stored' && this.missingStart(entry, f.chunkIndex) !== null) {
           // It began at a seek or ended at a stored range: the chunk stays queued for its other gaps.
           const wanted = this.demand.get(f.entryId)?.has(f.chunkIndex) || f.priority >= Priority.MEDIUM;
@@ -471,6 +572,8 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     this.generations.set(entryId, this.generation(entryId) + 1);
     for (const f of this.inflight.values()) if (f.entryId === entryId) this.abort(f, 'invalidated');
     this.repo.invalidateChunks(entryId);
+    const file = this.repo.getEntry(entryId)?.filePath;
+    if (file !== undefined) this.verifier.forget(file);
     this.wakeups.notify(entryId);
     this.emitState(entryId);
     void reason;

@@ -22,6 +22,11 @@ export interface RangeRequest {
   onMetadata(meta: UpstreamMetadata): void;
   /** Called for each body piece in order; the next piece is not read until it resolves (backpressure). */
   onData(position: number, data: Buffer): Promise<void>;
+  /**
+   * When set, an upstream that ignores Range (200 with the whole body, same version) is not an
+   * error: this is called before onMetadata, and onData then receives the whole file from byte 0.
+   */
+  onWholeBody?(): void;
 }
 
 export interface DownloaderOptions {
@@ -87,6 +92,9 @@ export class Downloader {
         req.onMetadata(metadataOf(res.headers, Number(m[1])));
         return 0;
       }
+      if (statusCode === 200 && req.onWholeBody && sameVersion(res.headers, req.validator)) {
+        return await this.readWholeBody(res.headers, res.body as AsyncIterable<Buffer>, req);
+      }
       if (statusCode === 200) {
         throw req.validator
           ? new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'upstream file changed (If-Range answered 200)')
@@ -132,6 +140,27 @@ export class Downloader {
     }
   }
 
+  /** Streams a 200 reply's whole body to onData from byte 0; its length must be declared. */
+  private async readWholeBody(
+    headers: Record<string, string | string[] | undefined>,
+    body: AsyncIterable<Buffer>,
+    req: RangeRequest,
+  ): Promise<number> {
+    const declared = header(headers, 'content-length');
+    if (declared === undefined || !/^\d+$/.test(declared)) throw badReply('200 without a Content-Length');
+    const length = Number(declared);
+    req.onWholeBody?.();
+    req.onMetadata(metadataOf(headers, length));
+    let received = 0;
+    for await (const piece of body) {
+      if (received + piece.length > length) throw badReply(`body longer than ${length} bytes`, true);
+      await req.onData(received, piece);
+      received += piece.length;
+    }
+    if (received !== length) throw badReply(`body ended after ${received} of ${length} bytes`, true);
+    return received;
+  }
+
   async close(): Promise<void> {
     await this.agent.destroy().catch(() => undefined);
   }
@@ -140,6 +169,14 @@ export class Downloader {
 function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * A 200 is the same version when no validator was sent, or when it carries the validator we
+ * sent (the upstream ignored Range, not If-Range's mismatch).
+ */
+function sameVersion(headers: Record<string, string | string[] | undefined>, validator: string | null): boolean {
+  return validator === null || header(headers, 'etag') === validator || header(headers, 'last-modified') === validator;
 }
 
 function metadataOf(headers: Record<string, string | string[] | undefined>, totalSize: number): UpstreamMetadata {

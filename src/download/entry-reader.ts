@@ -64,6 +64,8 @@ export class EntryReader {
         this.demandAt(index, end, pos, lookahead);
       }
       const row = this.repo.chunkCovering(id, pos);
+      // A row whose bytes fail their checksum is dropped and re-downloaded: look again.
+      if (row && !(await this.manager.verifyRow(this.entry, row))) continue;
       const live = row ? undefined : this.manager.inflightAt(this.entry, pos);
       const stop = row ? row.end : live ? live.start + live.available - 1 : -1;
       if (stop >= pos) {
@@ -80,31 +82,45 @@ export class EntryReader {
   }
 
   /**
-   * Positional reads of `readSize`, one read ahead: the next read runs while the caller writes
-   * the current buffer to its socket, as fs.ReadStream does, so disk and network overlap.
+   * Positional reads of up to `readSize`, one read ahead: the next read runs while the caller
+   * sends the current buffer, as fs.ReadStream does, so disk and network overlap. Two buffers per
+   * reader are reused for the whole response (fresh 1 MiB buffers per read made the garbage
+   * collector the hottest path), so a yielded buffer is valid only until the next one is asked for.
    */
   private async *readFile(from: number, to: number): AsyncGenerator<Buffer, void, undefined> {
-    const { readSize } = this.manager.options;
     const file = this.entry.filePath;
-    const readAt = (pos: number): Promise<Buffer> | undefined =>
-      pos <= to ? this.store.read(file, pos, Math.min(readSize, to - pos + 1)) : undefined;
+    let [current, spare] = this.buffers();
+    const readAt = (buf: Buffer, pos: number): Promise<number> | undefined =>
+      pos <= to ? this.store.readInto(file, pos, buf, Math.min(buf.length, to - pos + 1)) : undefined;
     let pos = from;
-    let pending = readAt(pos);
+    let pending = readAt(current, pos);
     try {
       while (pending) {
-        const buf = await pending;
-        const expected = Math.min(readSize, to - pos + 1);
-        if (buf.length !== expected) {
+        const got = await pending;
+        const expected = Math.min(current.length, to - pos + 1);
+        if (got !== expected) {
           throw new MediaCacheError(ErrorCodes.DATABASE, `cache file shorter than its recorded ranges at ${pos}`);
         }
-        pos += expected;
-        pending = readAt(pos);
-        yield buf;
+        const out = current.subarray(0, got);
+        pos += got;
+        [current, spare] = [spare, current];
+        pending = readAt(current, pos);
+        yield out;
       }
     } finally {
       pending?.catch(() => undefined); // a reader that left early must not leave a rejection unhandled
     }
   }
+
+  private readBuffers: [Buffer, Buffer] | undefined;
+
+  /** The reader's two read buffers, from the shared pool, kept until close(). */
+  private buffers(): [Buffer, Buffer] {
+    this.readBuffers ??= [this.manager.bufferPool.acquire(), this.manager.bufferPool.acquire()];
+    return this.readBuffers;
+  }
+
+
 
 
   /**
@@ -136,7 +152,13 @@ export class EntryReader {
     return entry;
   }
 
-  close(): void {
+  /**
+   * Releases the reader's demand. `buffersIdle` says no socket write still holds its buffers
+   * (the response ended normally), so they can go back to the pool.
+   */
+  close(buffersIdle = false): void {
+    if (this.readBuffers && buffersIdle) for (const buf of this.readBuffers) this.manager.bufferPool.release(buf);
+    this.readBuffers = undefined;
     this.manager.release(this.entry.id, this.held);
     this.held = new Set();
     this.onClose?.(this.served);

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MediaCache } from '../cache.js';
 import { ErrorCodes, httpStatusOf, isMediaCacheError } from '../errors.js';
@@ -26,6 +25,7 @@ export async function handleStream(
   };
   res.on('close', onClose);
   let reader;
+  let buffersIdle = false;
   try {
     reader = cache.openReader(id, controller.signal);
   } catch (err) {
@@ -62,8 +62,10 @@ export async function handleStream(
         res.writeHead(status, headers);
         headersSent = true;
       }
-      if (!res.write(buf)) await once(res, 'drain', { signal: controller.signal });
+      // The reader reuses its buffers: the next one may be asked for only once this one is sent.
+      await writeOut(res, buf, controller.signal);
     }
+    buffersIdle = true; // every write above has completed
     res.end();
   } catch (err) {
     if (controller.signal.aborted || isMediaCacheError(err, ErrorCodes.ABORTED)) {
@@ -79,8 +81,22 @@ export async function handleStream(
     }
   } finally {
     res.off('close', onClose);
-    reader.close();
+    // After an error a socket write may still hold one of the reader's buffers: let GC have them.
+    reader.close(buffersIdle);
   }
+}
+
+/** Resolves once `buf` has been handed to the socket (its write callback), so it can be reused. */
+function writeOut(res: ServerResponse, buf: Buffer, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(new Error('client went away'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    res.write(buf, (err) => {
+      signal.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
 }
 
 function retryHeaders(err: unknown): Record<string, string> {

@@ -65,6 +65,18 @@ export class ChunkStore {
     return off === length ? buf : buf.subarray(0, off);
   }
 
+  /** Reads up to `length` bytes at `position` into `buf`; returns the count (short only at end of file). */
+  async readInto(file: string, position: number, buf: Buffer, length: number): Promise<number> {
+    const fh = await this.handle(file);
+    let off = 0;
+    while (off < length) {
+      const { bytesRead } = await fh.read(buf, off, length - off, position + off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+    }
+    return off;
+  }
+
   async remove(file: string): Promise<void> {
     await this.release(file);
     await fsp.rm(path.join(this.root, file), { force: true });
