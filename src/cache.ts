@@ -36,6 +36,8 @@ export interface CacheOptions {
   cleanupIntervalMs?: number;
   /** How often statistics are written to the database. Default 5 s. */
   statsFlushIntervalMs?: number;
+  /** When set, only URLs on these hosts (`host` or `host:port`) may be added. */
+  allowedUpstreamHosts?: readonly string[];
 }
 
 export const DEFAULTS = {
@@ -102,11 +104,13 @@ export class MediaCache {
   private readonly meter: TransferMeter;
   private readonly downloader: Downloader;
   private readonly lock: DataDirLock;
+  private readonly allowedHosts: ReadonlySet<string> | undefined;
   private closing: Promise<void> | undefined;
 
   private constructor(options: CacheOptions) {
     this.dataDir = path.resolve(options.dataDir ?? DEFAULTS.dataDir);
     this.chunkSize = options.chunkSize ?? DEFAULTS.chunkSize;
+    this.allowedHosts = options.allowedUpstreamHosts && new Set(options.allowedUpstreamHosts.map((h) => h.trim().toLowerCase()));
     if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize < 1) {
       throw new MediaCacheError(ErrorCodes.INVALID_INPUT, `chunk size must be a positive integer`);
     }
@@ -160,6 +164,12 @@ export class MediaCache {
       throw new MediaCacheError(ErrorCodes.INVALID_INPUT, parsed.error.issues.map((i) => i.message).join('; '));
     }
     const valid = parsed.data;
+    if (this.allowedHosts) {
+      const url = new URL(valid.url);
+      if (!this.allowedHosts.has(url.hostname.toLowerCase()) && !this.allowedHosts.has(url.host.toLowerCase())) {
+        throw new MediaCacheError(ErrorCodes.FORBIDDEN, `upstream host ${url.hostname} is not in the allowed list`);
+      }
+    }
     const cacheKey = cacheKeyOf(valid);
     const existing = this.repo.findEntryByKey(cacheKey);
     if (existing) {

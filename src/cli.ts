@@ -2,7 +2,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { MediaCache, DEFAULTS, type CacheOptions, type EntryStatus } from './cache.js';
-import { startServer, DEFAULT_HOST, DEFAULT_PORT } from './server/http-server.js';
+import { startServer, isLoopback, DEFAULT_HOST, DEFAULT_PORT } from './server/http-server.js';
 import { ErrorCodes, MediaCacheError, isMediaCacheError } from './errors.js';
 import { moveDatabaseAside } from './cli/reset-db.js';
 import { parseSize } from './units.js';
@@ -21,6 +21,11 @@ const port = (value: string): number => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('port must be 0-65535.');
   return n;
+};
+const hostList = (value: string): string[] => {
+  const hosts = value.split(',').map((h) => h.trim()).filter(Boolean);
+  if (hosts.length === 0 || hosts.some((h) => /[\s/]/.test(h))) throw new InvalidArgumentError('expected HOST[,HOST...]');
+  return hosts;
 };
 const sizeOrZero = (value: string): number => {
   const n = parseSize(value);
@@ -53,6 +58,8 @@ program
   .addOption(new Option('--cleanup-interval-s <s>', 'period of the cleanup worker').env('MEDIACACHE_CLEANUP_INTERVAL_S').argParser(positiveInt('cleanup-interval-s')).default(DEFAULTS.cleanupIntervalMs / 1000))
   .addOption(new Option('--stats-interval-s <s>', 'period of the activity summary in the log (silent when idle)').env('MEDIACACHE_STATS_INTERVAL_S').argParser(positiveInt('stats-interval-s')).default(60))
   .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('MEDIACACHE_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+  .addOption(new Option('--auth-token <token>', 'bearer token guarding /api and /metrics (required off loopback)').env('MEDIACACHE_AUTH_TOKEN'))
+  .addOption(new Option('--allow-upstream <hosts>', 'only cache URLs on these hosts (comma-separated)').env('MEDIACACHE_ALLOW_UPSTREAM').argParser(hostList))
   .addOption(new Option('--reset-db', 'if the database is unreadable, move it aside (cache.db.corrupt-<time>) and start empty'))
   .addOption(configOption())
   .action(serve);
@@ -95,9 +102,18 @@ interface ServeOptions {
   statsIntervalS: number;
   logLevel: string;
   resetDb?: boolean;
+  authToken?: string;
+  allowUpstream?: string[];
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
+  if (!isLoopback(opts.host) && !opts.authToken) {
+    throw new CliError(
+      `refusing to bind ${opts.host} without an auth token: anyone who can reach it could drive the cache. ` +
+        'Set --auth-token (or MEDIACACHE_AUTH_TOKEN), or bind 127.0.0.1.',
+      EXIT.USAGE,
+    );
+  }
   const logger = pino({ level: opts.logLevel, base: undefined }, pino.destination(2));
   const cacheOptions = {
     dataDir: opts.dataDir,
@@ -109,13 +125,14 @@ async function serve(opts: ServeOptions): Promise<void> {
     maxSize: opts.maxSize,
     minFree: opts.minFree,
     cleanupIntervalMs: opts.cleanupIntervalS * 1000,
+    allowedUpstreamHosts: opts.allowUpstream,
   };
   const cache = await openCache(cacheOptions, opts.resetDb === true);
   cache.on('state-changed', ({ entryId, state }) => logger.info({ entryId, state }, 'entry state'));
   const stopActivityLog = startActivityLog(cache.stats, (fields, message) => logger.info(fields, message), opts.statsIntervalS * 1000);
   let server;
   try {
-    server = await startServer(cache, { host: opts.host, port: opts.port, logger });
+    server = await startServer(cache, { host: opts.host, port: opts.port, logger, authToken: opts.authToken });
   } catch (err) {
     await cache.close();
     throw new CliError(`cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}`, EXIT.FAILURE);

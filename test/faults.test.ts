@@ -1,7 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32 } from 'node:zlib';
-import { closeSync, ftruncateSync, openSync, readFileSync, readSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, readSync, readdirSync, utimesSync, writeSync } from 'node:fs';
+import { Agent, request as undiciRequest } from 'undici';
 import path from 'node:path';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
 import { fetchBytes, getRange, startProxy, waitComplete, type Proxy } from './helpers/harness.js';
@@ -312,6 +313,124 @@ describe('cache file damaged behind our back', () => {
       const res = await getRange(streamUrl, 'bytes=0-999');
       assert.equal(res.status, 206);
       assert.equal(sha256(res.body), sha256(data.subarray(0, 1000)));
+    } finally {
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('clients that leave', () => {
+  test('1000 disconnects mid-body: waiters, demand, downloads, listeners and fds return to baseline', async () => {
+    const upstream = await startUpstream();
+    const hot = makeData(2 * 1024 * 1024, 71);
+    const cold = makeData(4 * CHUNK, 72);
+    upstream.setFile('/hot.mp4', hot);
+    upstream.setFile('/cold.mp4', cold);
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false });
+    const agent = new Agent({ connections: 16 });
+    try {
+      const a = await proxy.add(upstream.url('/hot.mp4'));
+      const b = await proxy.add(upstream.url('/cold.mp4'));
+      assert.equal(sha256((await fetchBytes(a.streamUrl)).body), sha256(hot));
+      await upstream.waitQuiet();
+      const fds = (): number => readdirSync('/proc/self/fd').length;
+      const listeners = (): number => process.eventNames().reduce((n, e) => n + process.listenerCount(e), 0);
+      const baseline = { fds: fds(), listeners: listeners() };
+
+      /** Reads until the first body bytes, then drops the connection. */
+      const leaveMidBody = async (url: string, range?: string): Promise<void> => {
+        const res = await undiciRequest(url, { dispatcher: agent, headers: range ? { range } : {} });
+        await new Promise<void>((resolve) => {
+          res.body.once('data', () => {
+            res.body.destroy();
+            resolve();
+          });
+          res.body.once('error', () => resolve());
+          res.body.once('end', () => resolve());
+        });
+      };
+      upstream.options.bytesPerSecond = 2 * 1024 * 1024;
+      for (let i = 0; i < 1000; i += 10) {
+        const batch = [];
+        for (let j = 0; j < 10; j++) {
+          const n = i + j;
+          // Mostly cached reads; every 10th starts a cold download at a random chunk.
+          if (n % 10 === 9) batch.push(leaveMidBody(b.streamUrl, `bytes=${(n % 4) * CHUNK + 17}-`));
+          else batch.push(leaveMidBody(a.streamUrl));
+        }
+        await Promise.all(batch);
+      }
+      upstream.options.bytesPerSecond = undefined;
+      await agent.close();
+      await upstream.waitQuiet();
+
+      // Counts settle once the last sockets close: poll a bounded number of times, no timing asserts.
+      const settled = (): boolean =>
+        proxy.cache.manager.wakeups.size === 0 &&
+        proxy.cache.manager.activeEntryIds().size === 0 &&
+        proxy.cache.manager.activeDownloads === 0 &&
+        fds() <= baseline.fds + 4;
+      for (let i = 0; i < 200 && !settled(); i++) await new Promise((r) => setTimeout(r, 25));
+      assert.equal(proxy.cache.manager.wakeups.size, 0, 'no reader waits');
+      assert.equal(proxy.cache.manager.activeEntryIds().size, 0, 'no demand held');
+      assert.equal(proxy.cache.manager.activeDownloads, 0, 'abandoned downloads cancelled');
+      assert.deepEqual(
+        proxy.cache.repo.queueFor(b.id).filter((r) => r.priority <= 1),
+        [],
+        'no CRITICAL/HIGH work left queued for readers that left',
+      );
+      assert.equal(listeners(), baseline.listeners, 'process listeners');
+      assert.ok(fds() <= baseline.fds + 4, `fds ${fds()} vs baseline ${baseline.fds}`);
+
+      // Still serving correctly afterwards.
+      assert.equal(sha256((await fetchBytes(b.streamUrl)).body), sha256(cold));
+    } finally {
+      await agent.close().catch(() => undefined);
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('many readers at once', () => {
+  test('50 concurrent readers over 5 entries, 200 requests: 0 errors, every byte correct', async () => {
+    const upstream = await startUpstream({ bytesPerSecond: 16 * 1024 * 1024 });
+    const files = Array.from({ length: 5 }, (_, i) => makeData(3 * CHUNK + 1000 * i, 80 + i));
+    files.forEach((d, i) => upstream.setFile(`/multi${i}.mp4`, d));
+    const proxy = await startProxy({ chunkSize: CHUNK });
+    try {
+      const entries = [];
+      for (let i = 0; i < files.length; i++) entries.push(await proxy.add(upstream.url(`/multi${i}.mp4`)));
+      let seed = 99;
+      const rnd = (n: number): number => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
+      let next = 0;
+      const errors: string[] = [];
+      const worker = async (): Promise<void> => {
+        while (next < 200) {
+          next++;
+          const k = rnd(files.length);
+          const data = files[k] as Buffer;
+          const url = (entries[k] as { streamUrl: string }).streamUrl;
+          const start = rnd(data.length);
+          const end = Math.min(data.length - 1, start + rnd(2 * CHUNK));
+          const whole = rnd(4) === 0;
+          try {
+            const res = whole ? await fetchBytes(url) : await getRange(url, `bytes=${start}-${end}`);
+            const want = whole ? data : data.subarray(start, end + 1);
+            if (res.status !== (whole ? 200 : 206) || sha256(res.body) !== sha256(want)) errors.push(`${res.status} ${url}`);
+          } catch (err) {
+            errors.push(String(err));
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 50 }, worker));
+      assert.deepEqual(errors, []);
+      await upstream.waitQuiet();
+      for (const e of entries) assertRowsMatchFile(proxy, e.id);
     } finally {
       await proxy.close();
       await upstream.close();

@@ -27,7 +27,11 @@ export function jsonOption(): Option {
 export async function api(server: string, path: string, init: RequestInit = {}): Promise<{ status: number; body: unknown }> {
   let res: Response;
   try {
-    res = await fetch(new URL(path, server), init);
+    // A server bound beyond loopback guards its API with a bearer token (see `serve --auth-token`).
+    const token = process.env.MEDIACACHE_AUTH_TOKEN;
+    const headers = new Headers(init.headers);
+    if (token) headers.set('authorization', `Bearer ${token}`);
+    res = await fetch(new URL(path, server), { ...init, headers });
   } catch {
     throw new CliError(`cannot reach the mediacache server at ${server} (is 'mediacache serve' running?)`, EXIT.UNREACHABLE);
   }

@@ -95,6 +95,8 @@ export interface CacheRepository {
   invalidateChunks(id: string): void;
 
   enqueue(id: string, chunkIndex: number, priority: Priority, now: number): void;
+  /** enqueue() for many chunks in one transaction (one commit, not one per row). */
+  enqueueMany(id: string, chunkIndexes: readonly number[], priority: Priority, now: number): void;
   setQueuePriority(id: string, chunkIndex: number, priority: Priority): void;
   dequeue(id: string, chunkIndex: number): void;
   dequeueEntry(id: string): void;
@@ -385,6 +387,11 @@ export class SqliteRepository implements CacheRepository {
   }
   invalidateChunks(id: string): void {
     this.invalidateTx(id);
+  }
+  enqueueMany(id: string, chunkIndexes: readonly number[], priority: Priority, now: number): void {
+    this.db.transaction(() => {
+      for (const index of chunkIndexes) this.stmts.enqueue.run(id, index, priority, now);
+    })();
   }
   enqueue(id: string, chunkIndex: number, priority: Priority, now: number): void {
     this.stmts.enqueue.run(id, chunkIndex, priority, now);

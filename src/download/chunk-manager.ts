@@ -9,7 +9,7 @@ import { Wakeups } from './wakeups.js';
 import { BufferPool } from '../store/buffer-pool.js';
 import { ChunkVerifier } from '../store/chunk-verifier.js';
 import { ErrorCodes, MediaCacheError, isMediaCacheError } from '../errors.js';
-import { deriveState, type EntryState } from '../state/entry-state.js';
+import { coalesceRanges, deriveState, type EntryState } from '../state/entry-state.js';
 
 export interface RetryPolicy {
   /** Attempts per chunk download before the entry is marked Failed. */
@@ -57,6 +57,9 @@ interface InFlight {
   end: number;
   written: number;
   crc: number;
+  /** The last pieces written, kept so readers get fresh bytes without a disk round trip. */
+  recent: Array<{ position: number; data: Buffer }>;
+  recentBytes: number;
   controller: AbortController;
   abortReason?: AbortReason;
   outcome?: DownloadOutcome;
@@ -64,6 +67,9 @@ interface InFlight {
 }
 
 const key = (entryId: string, chunkIndex: number): string => `${entryId}:${chunkIndex}`;
+
+/** Per running download, how many of its latest bytes stay in memory for readers. */
+const RECENT_BYTES = 1024 * 1024;
 
 /**
  * Owns the download queue and the readers' demand. The queue itself is rows in
@@ -165,6 +171,22 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     const f = this.inflight.get(key(entry.id, Math.floor(position / entry.chunkSize)));
     if (!f || position < f.start || position >= f.start + f.written) return undefined;
     return { start: f.start, available: f.written };
+  }
+
+  /**
+   * Bytes at `position` (up to `end`) that a running download has just written, straight from
+   * memory; undefined when they are not among its recent pieces (then read the file).
+   */
+  liveBytes(entry: EntryRow, position: number, end: number): Buffer | undefined {
+    const f = this.inflight.get(key(entry.id, Math.floor(position / entry.chunkSize)));
+    if (!f) return undefined;
+    for (const piece of f.recent) {
+      const offset = position - piece.position;
+      if (offset >= 0 && offset < piece.data.length) {
+        return piece.data.subarray(offset, Math.min(piece.data.length, end - piece.position + 1));
+      }
+    }
+    return undefined;
   }
 
   /** In-flight downloads, for status and the chunk map. */
@@ -280,17 +302,11 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
       this.pump();
       return 1;
     }
-    const count = Math.ceil(entry.expectedTotalSize / entry.chunkSize);
-    const now = Date.now();
-    let queued = 0;
-    for (let i = 0; i < count; i++) {
-      if (this.missingStart(entry, i) === null) continue;
-      this.repo.enqueue(entry.id, i, priority, now);
-      queued++;
-    }
+    const missing = missingChunks(entry, coalesceRanges(this.repo.listChunks(entry.id)));
+    this.repo.enqueueMany(entry.id, missing, priority, Date.now());
     this.pump();
     this.emitState(entry.id);
-    return queued;
+    return missing.length;
   }
 
   // ---- scheduling ---------------------------------------------------------------------------
@@ -342,10 +358,13 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
       end: gap.end,
       written: 0,
       crc: 0,
+      recent: [],
+      recentBytes: 0,
       controller: new AbortController(),
       done: Promise.resolve(),
     };
     this.inflight.set(key(entryId, index), f);
+    this.store.prepare(entry.filePath);
     this.emit('download-started', { entryId, chunkIndex: index, priority, start });
     f.done = this.runDownload(entry, f).finally(() => {
       this.inflight.delete(key(entryId, index));
@@ -397,6 +416,9 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
             this.verifier.noteWritten(entry.filePath).catch(() => undefined);
             f.crc = crc32(data, f.crc);
             f.written += data.length;
+            f.recent.push({ position, data });
+            f.recentBytes += data.length;
+            while (f.recentBytes > RECENT_BYTES && f.recent.length > 1) f.recentBytes -= f.recent.shift()?.data.length ?? 0;
             this.wakeups.notify(f.entryId);
             this.emit('download-progress', { entryId: f.entryId, chunkIndex: f.chunkIndex, position: position + data.length });
           },
@@ -537,7 +559,10 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
       const { totalSize: expectedTotalSize, mimeType, etag, lastModified } = meta;
       this.repo.setEntryMetadata(entry.id, { expectedTotalSize, mimeType, etag, lastModified });
       const updated = this.repo.getEntry(entry.id) ?? entry;
-      this.queueOpening(updated);
+      // After the first body bytes are on their way: this is a dozen writes the reader need not wait for.
+      setImmediate(() => {
+        if (!this.closed && this.repo.getEntry(entry.id)) this.queueOpening(updated);
+      });
       this.wakeups.notify(entry.id);
       this.emitState(entry.id);
       return updated;
@@ -605,4 +630,18 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     await Promise.all(running.map((f) => f.done));
     this.wakeups.notifyAll();
   }
+}
+
+/** Indexes of the chunks of an entry of known size not wholly covered by `stored` (sorted, coalesced). */
+function missingChunks(entry: EntryRow, stored: ReadonlyArray<readonly [number, number]>): number[] {
+  const total = entry.expectedTotalSize ?? 0;
+  const out: number[] = [];
+  let r = 0;
+  for (let first = 0, i = 0; first < total; first += entry.chunkSize, i++) {
+    const last = Math.min(first + entry.chunkSize, total) - 1;
+    while (r < stored.length && (stored[r]?.[1] ?? 0) < first) r++;
+    const range = stored[r];
+    if (!range || range[0] > first || range[1] < last) out.push(i);
+  }
+  return out;
 }

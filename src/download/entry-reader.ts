@@ -70,10 +70,13 @@ export class EntryReader {
       const stop = row ? row.end : live ? live.start + live.available - 1 : -1;
       if (stop >= pos) {
         const last = Math.min(stop, end);
-        if (row) this.served.fromCache += last - pos + 1;
-        else this.served.live += last - pos + 1;
-        yield* this.readFile(pos, last);
-        pos = last + 1;
+        const inMemory = row ? undefined : this.manager.liveBytes(this.entry, pos, last);
+        const upTo = inMemory ? pos + inMemory.length - 1 : last;
+        if (row) this.served.fromCache += upTo - pos + 1;
+        else this.served.live += upTo - pos + 1;
+        if (inMemory) yield inMemory;
+        else yield* this.readFile(pos, last);
+        pos = upTo + 1;
         continue;
       }
       this.fresh(); // throws if the entry failed or is gone, rather than waiting for nothing

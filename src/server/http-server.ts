@@ -1,4 +1,6 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { MediaCache } from '../cache.js';
@@ -15,6 +17,26 @@ export interface ServerOptions {
   logger?: Logger;
   /** Connections served at once; more wait in the kernel's backlog. Default 512. */
   maxConnections?: number;
+  /**
+   * Bearer token guarding /api/* and /metrics (not /stream: players cannot send headers, and
+   * stream ids are unguessable). Required when binding anything but a loopback address.
+   */
+  authToken?: string;
+}
+
+/** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  return isIP(h) === 4 && h.startsWith('127.');
+}
+
+/** Compares digests so the check takes the same time whatever the guess. */
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  if (!m?.[1]) return false;
+  const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(m[1]), digest(token));
 }
 
 export interface CacheServer {
@@ -33,6 +55,13 @@ export const DEFAULT_PORT = 7171;
 export async function startServer(cache: MediaCache, options: ServerOptions = {}): Promise<CacheServer> {
   const host = options.host ?? DEFAULT_HOST;
   const log = options.logger;
+  const authToken = options.authToken || undefined;
+  if (!isLoopback(host) && !authToken) {
+    throw new MediaCacheError(
+      ErrorCodes.INVALID_INPUT,
+      `binding ${host} exposes the API beyond this machine: set an auth token (--auth-token or MEDIACACHE_AUTH_TOKEN)`,
+    );
+  }
   let base = '';
   const wildcard = host === '0.0.0.0' || host === '::';
   const streamUrlOf = (req: IncomingMessage | undefined, id: string): string => {
@@ -51,6 +80,10 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
       const id = parts[1] ?? '';
       if (!ENTRY_ID.test(id)) throw new MediaCacheError(ErrorCodes.NOT_FOUND, 'no such stream');
       return handleStream(cache, id, req, res);
+    }
+    if (authToken && (parts[0] === 'api' || path === '/metrics') && !tokenMatches(req.headers.authorization, authToken)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      throw new MediaCacheError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
     }
     if (parts[0] === 'api') return handleApi(cache, streamUrlOf, parts.slice(1), req, res);
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });

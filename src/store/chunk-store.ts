@@ -36,6 +36,11 @@ export class ChunkStore {
     return h;
   }
 
+  /** Opens (creating) a file ahead of its first write, so the open overlaps the upstream's latency. */
+  prepare(file: string): void {
+    this.handle(file).catch(() => undefined); // a failure resurfaces on the write itself
+  }
+
   /** Writes all of `data` at `position`. */
   async write(file: string, position: number, data: Uint8Array): Promise<void> {
     const fh = await this.handle(file);
