@@ -103,8 +103,9 @@ async function waitComplete(proxy: ProxyChild, id: string, timeoutMs: number): P
 async function coldFirstByte(up: Upstream, proxy: ProxyChild, media: string): Promise<void> {
   const direct: number[] = [];
   const viaProxy: number[] = [];
-  // One untimed round first: the first requests of a fresh process measure the JIT, not the design.
-  for (let i = -1; i < S.coldTrials; i++) {
+  // Untimed rounds first: the first requests of a fresh process measure the JIT, not the design.
+  const WARM_UP = 3;
+  for (let i = -WARM_UP; i < S.coldTrials; i++) {
     const d = freshPath(up, media, 'cold-direct');
     direct.push((await timeBody(up.url(d), { wantBytes: SEEK })).ms);
     const { id, streamUrl } = await proxy.add(up.url(freshPath(up, media, 'cold')));

@@ -176,7 +176,10 @@ export class MediaCache {
       if (existing.originalUrl !== valid.url) this.repo.updateEntryUrl(existing.id, valid.url);
       return { entry: this.statusOf(existing.id), created: false };
     }
-    const id = randomBytes(16).toString('base64url');
+    // An id starting with '-' would read as an option on the command line (`mediacache status -x…`).
+    let id: string;
+    do id = randomBytes(16).toString('base64url');
+    while (id.startsWith('-'));
     const now = Date.now();
     this.repo.insertEntry({
       id,

@@ -73,7 +73,7 @@ test('with a token, /api and /metrics need it (401 JSON otherwise); /stream and 
   const server = await startServer(cache, { host: '127.0.0.1', port: 0, authToken: TOKEN });
   try {
     const auth = { authorization: `Bearer ${TOKEN}` };
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }]) {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }] as Array<Record<string, string>>) {
       const res = await fetchBytes(`${server.url}/api/entries`, { headers });
       assert.equal(res.status, 401);
       assert.equal(res.headers['www-authenticate'], 'Bearer');

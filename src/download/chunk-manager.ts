@@ -114,7 +114,9 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
    * row is dropped and its chunk queued at CRITICAL: the reader waits for the re-download.
    */
   async verifyRow(entry: EntryRow, row: ChunkRow): Promise<boolean> {
-    if (await this.verifier.check(entry.filePath, row)) return true;
+    let writing = this.wholeBodies.has(entry.id);
+    for (const f of this.inflight.values()) writing ||= f.entryId === entry.id;
+    if (await this.verifier.check(entry.filePath, row, writing)) return true;
     // The row may have been replaced meanwhile; drop exactly this one.
     this.repo.evictChunks(entry.id, [[row.start, row.end]]);
     this.verifier.forget(entry.filePath, row.start);
@@ -412,8 +414,6 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
           onData: async (position, data) => {
             if (whole) return this.onWholeData(entry, f, whole, position, data);
             await this.store.write(entry.filePath, position, data);
-            // Our own write moves the file's mtime: adopt it so stored rows need no re-check.
-            this.verifier.noteWritten(entry.filePath).catch(() => undefined);
             f.crc = crc32(data, f.crc);
             f.written += data.length;
             f.recent.push({ position, data });
@@ -610,6 +610,8 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     const running = [...this.inflight.values()].filter((f) => f.entryId === entryId);
     for (const f of running) this.abort(f, 'invalidated');
     await Promise.all(running.map((f) => f.done));
+    const file = this.repo.getEntry(entryId)?.filePath;
+    if (file !== undefined) this.verifier.forget(file);
     this.demand.delete(entryId);
     this.lastStates.delete(entryId);
     this.wakeups.notify(entryId);

@@ -8,6 +8,7 @@ import { ErrorCodes, MediaCacheError } from '../errors.js';
 import { ENTRY_ID, handleApi } from './api-routes.js';
 import { sendError, sendJson } from './respond.js';
 import { handleStream } from './stream-route.js';
+import { CacheMetrics } from './metrics.js';
 
 export interface ServerOptions {
   /** Default 127.0.0.1: a cache proxy is a local service unless asked otherwise. */
@@ -63,6 +64,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
     );
   }
   let base = '';
+  const metrics = new CacheMetrics(cache);
   const wildcard = host === '0.0.0.0' || host === '::';
   const streamUrlOf = (req: IncomingMessage | undefined, id: string): string => {
     // Bound to every interface, the address the client used is the one that reaches us.
@@ -79,7 +81,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
       }
       const id = parts[1] ?? '';
       if (!ENTRY_ID.test(id)) throw new MediaCacheError(ErrorCodes.NOT_FOUND, 'no such stream');
-      return handleStream(cache, id, req, res);
+      return handleStream(cache, id, req, res, { onFirstByte: (s, seek) => metrics.observeFirstByte(s, seek) });
     }
     if (authToken && (parts[0] === 'api' || path === '/metrics') && !tokenMatches(req.headers.authorization, authToken)) {
       res.setHeader('www-authenticate', 'Bearer');
@@ -87,6 +89,12 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
     }
     if (parts[0] === 'api') return handleApi(cache, streamUrlOf, parts.slice(1), req, res);
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (path === '/metrics' && req.method === 'GET') {
+      const { contentType, body } = await metrics.render();
+      res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     throw new MediaCacheError(ErrorCodes.NOT_FOUND, `nothing at ${path}`);
   };
 

@@ -7,6 +7,13 @@ import { sendError } from './respond.js';
 /** Seconds a player is told to wait after a 503. */
 const RETRY_AFTER_S = 5;
 
+export interface StreamOptions {
+  /** Called once per response with the seconds to its first body byte; `seek` when not from byte 0. */
+  onFirstByte?: (seconds: number, seek: boolean) => void;
+  /** Start over once when the upstream changed before headers were sent. Default true. */
+  retryOnChange?: boolean;
+}
+
 /**
  * GET|HEAD /stream/<id>. Headers are sent only once the first body bytes are at hand, so a
  * read that fails early still gets a proper status (503 + Retry-After, 502) instead of a
@@ -17,8 +24,9 @@ export async function handleStream(
   id: string,
   req: IncomingMessage,
   res: ServerResponse,
-  retryOnChange = true,
+  options: StreamOptions = {},
 ): Promise<void> {
+  const started = performance.now();
   const controller = new AbortController();
   const onClose = (): void => {
     if (!res.writableFinished) controller.abort();
@@ -61,6 +69,7 @@ export async function handleStream(
       if (!headersSent) {
         res.writeHead(status, headers);
         headersSent = true;
+        options.onFirstByte?.((performance.now() - started) / 1000, start > 0);
       }
       // The reader reuses its buffers: the next one may be asked for only once this one is sent.
       await writeOut(res, buf, controller.signal);
@@ -70,10 +79,10 @@ export async function handleStream(
   } catch (err) {
     if (controller.signal.aborted || isMediaCacheError(err, ErrorCodes.ABORTED)) {
       res.destroy();
-    } else if (!res.headersSent && retryOnChange && isMediaCacheError(err, ErrorCodes.UPSTREAM_CHANGED)) {
+    } else if (!res.headersSent && options.retryOnChange !== false && isMediaCacheError(err, ErrorCodes.UPSTREAM_CHANGED)) {
       // The upstream file changed before we answered: the entry was invalidated, so start over
       // once on the new version (its size and validators are learnt afresh).
-      await handleStream(cache, id, req, res, false);
+      await handleStream(cache, id, req, res, { ...options, retryOnChange: false });
     } else if (res.headersSent) {
       res.destroy(); // mid-body: closing is the only honest signal left
     } else {

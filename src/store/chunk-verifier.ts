@@ -42,13 +42,17 @@ export class ChunkVerifier {
     this.files.set(file, { ...st, rows });
   }
 
-  /** True when the row's bytes in the file match its checksum (cached until the file changes). */
-  async check(file: string, row: ChunkRow): Promise<boolean> {
+  /**
+   * True when the row's bytes in the file match its checksum (cached until the file changes).
+   * `ownWrites`: one of our downloads is writing this file right now, so a changed size or mtime
+   * is most likely ours — adopt it rather than re-reading every row served during playback.
+   */
+  async check(file: string, row: ChunkRow, ownWrites = false): Promise<boolean> {
     const st = await this.stat(file);
     if (!st) return false;
     let base = this.files.get(file);
     if (!base || base.size !== st.size || base.mtimeMs !== st.mtimeMs) {
-      base = { ...st, rows: new Set() };
+      base = { ...st, rows: base && ownWrites ? base.rows : new Set() };
       this.files.set(file, base);
     }
     if (base.rows.has(row.start)) return true;

@@ -1,0 +1,78 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { MediaCache } from '../cache.js';
+import { STAT_NAMES } from '../stats/stats.js';
+
+/**
+ * Prometheus metrics for one cache. Almost everything is read at scrape time from the cache's
+ * own counters and the database, so the stream path pays nothing for it; the one exception is
+ * the time-to-first-byte histogram, one observe() per response.
+ */
+export class CacheMetrics {
+  readonly registry = new Registry();
+  private readonly firstByte: Histogram<'kind'>;
+
+  constructor(cache: MediaCache) {
+    const registers = [this.registry];
+    this.firstByte = new Histogram({
+      name: 'mediacache_first_byte_seconds',
+      help: 'Time from a stream request to its first body byte, by whether it started at byte 0 (play) or elsewhere (seek).',
+      labelNames: ['kind'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    new Counter({
+      name: 'mediacache_stats_total',
+      help: 'Persisted cache totals (hits, misses, bytes from cache and upstream, evictions).',
+      labelNames: ['name'],
+      registers,
+      collect() {
+        this.reset();
+        const totals = cache.stats.totals();
+        for (const name of STAT_NAMES) this.inc({ name }, totals[name]);
+      },
+    });
+    new Gauge({
+      name: 'mediacache_downloads_active',
+      help: 'Upstream chunk downloads under way.',
+      registers,
+      collect() {
+        this.set(cache.manager.activeDownloads);
+      },
+    });
+    new Gauge({
+      name: 'mediacache_readers_waiting',
+      help: 'Stream reads waiting for bytes that are not there yet.',
+      registers,
+      collect() {
+        this.set(cache.manager.wakeups.size);
+      },
+    });
+    new Gauge({
+      name: 'mediacache_entries',
+      help: 'Cache entries by derived state.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const entry of cache.listEntries()) this.inc({ state: entry.state });
+      },
+    });
+    new Gauge({
+      name: 'mediacache_stored_bytes',
+      help: 'Bytes recorded as stored, over all entries.',
+      registers,
+      collect() {
+        this.set(cache.listEntries().reduce((sum, e) => sum + e.downloadedBytes, 0));
+      },
+    });
+  }
+
+  /** Records one response's time to first body byte. */
+  observeFirstByte(seconds: number, seek: boolean): void {
+    this.firstByte.observe({ kind: seek ? 'seek' : 'play' }, seconds);
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
