@@ -28,6 +28,8 @@ export interface CacheOptions {
   retry?: Partial<RetryPolicy>;
   /** Upstream timeout for headers and between body pieces. Default 30 s. */
   upstreamTimeoutMs?: number;
+  /** How long a database statement waits for a lock before the request gets 503. Default 5 s. */
+  databaseBusyTimeoutMs?: number;
   /** Disk the cached files may use (allocated blocks). Default: min(20 % of the disk, 50 GB). */
   maxSize?: number;
   /** Free disk space to leave. Default 2 GB. */
@@ -117,7 +119,7 @@ export class MediaCache {
     mkdirSync(path.join(this.dataDir, 'files'), { recursive: true });
     this.lock = DataDirLock.acquire(path.join(this.dataDir, 'mediacache.lock'));
     try {
-      this.repo = new SqliteRepository(path.join(this.dataDir, 'cache.db'));
+      this.repo = new SqliteRepository(path.join(this.dataDir, 'cache.db'), options.databaseBusyTimeoutMs);
     } catch (err) {
       this.lock.release();
       throw err;

@@ -70,6 +70,13 @@ export function isMediaCacheError(err: unknown, code?: ErrorCode): err is MediaC
   return err instanceof MediaCacheError && (code === undefined || err.code === code);
 }
 
+/** A failure of the database itself (busy, locked, I/O): the request may succeed later. */
+export function isDatabaseFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('SQLITE_');
+}
+
 export function httpStatusOf(err: unknown): number {
-  return err instanceof MediaCacheError ? HTTP_STATUS[err.code] : 500;
+  if (err instanceof MediaCacheError) return HTTP_STATUS[err.code];
+  return isDatabaseFailure(err) ? HTTP_STATUS[ErrorCodes.DATABASE] : 500;
 }

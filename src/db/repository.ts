@@ -214,7 +214,7 @@ const FACTS_SELECT = `
   FROM cache_entries e`;
 
 /** Opens (creating if needed) and migrates a SQLite database file. */
-export function openDatabase(file: string): Database.Database {
+export function openDatabase(file: string, busyTimeoutMs = 5_000): Database.Database {
   let db: Database.Database | undefined;
   try {
     db = new Database(file);
@@ -222,7 +222,7 @@ export function openDatabase(file: string): Database.Database {
     // NORMAL is durable across process crashes in WAL mode; chunk bytes are fsynced before their row.
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     migrate(db);
   } catch (err) {
     db?.close(); // a corrupt file must not stay open: --reset-db moves it aside and retries
@@ -253,8 +253,9 @@ export class SqliteRepository implements CacheRepository {
   // Prepared once: the stream path runs these per request.
   private readonly stmts;
 
-  constructor(file: string) {
-    this.db = openDatabase(file);
+  /** `busyTimeoutMs`: how long a statement waits for another connection's lock before failing. */
+  constructor(file: string, busyTimeoutMs?: number) {
+    this.db = openDatabase(file, busyTimeoutMs);
     const db = this.db;
     this.stmts = {
       insertEntry: db.prepare(`INSERT INTO cache_entries

@@ -43,6 +43,8 @@ export interface ChunkManagerEvents {
   'download-progress': [{ entryId: string; chunkIndex: number; position: number }];
   'download-ended': [{ entryId: string; chunkIndex: number; outcome: DownloadOutcome }];
   'state-changed': [{ entryId: string; state: EntryState }];
+  /** Something failed outside any request (e.g. the database was busy); work is retried. */
+  'background-error': [{ error: Error }];
 }
 
 export type DownloadOutcome = 'stored' | 'preempted' | 'cancelled' | 'failed' | 'shutdown' | 'invalidated';
@@ -67,6 +69,9 @@ interface InFlight {
 }
 
 const key = (entryId: string, chunkIndex: number): string => `${entryId}:${chunkIndex}`;
+
+/** How long the pump waits before retrying after a database error. */
+const PUMP_RETRY_MS = 1_000;
 
 /** Per running download, how many of its latest bytes stay in memory for readers. */
 const RECENT_BYTES = 1024 * 1024;
@@ -320,6 +325,21 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
    */
   pump(): void {
     if (this.closed) return;
+    try {
+      this.pumpQueue();
+    } catch (err) {
+      // The database is busy or failing: report it, keep the process up, try again shortly.
+      this.emit('background-error', { error: err instanceof Error ? err : new Error(String(err)) });
+      this.retryTimer ??= setTimeout(() => {
+        this.retryTimer = undefined;
+        this.pump();
+      }, PUMP_RETRY_MS).unref();
+    }
+  }
+
+  private retryTimer: NodeJS.Timeout | undefined;
+
+  private pumpQueue(): void {
     for (;;) {
       const next = this.repo.nextQueued();
       if (!next) return;
@@ -368,12 +388,17 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     this.inflight.set(key(entryId, index), f);
     this.store.prepare(entry.filePath);
     this.emit('download-started', { entryId, chunkIndex: index, priority, start });
-    f.done = this.runDownload(entry, f).finally(() => {
-      this.inflight.delete(key(entryId, index));
-      this.emit('download-ended', { entryId, chunkIndex: index, outcome: f.outcome ?? 'failed' });
-      this.wakeups.notify(entryId);
-      this.pump();
-    });
+    f.done = this.runDownload(entry, f)
+      .catch((err: unknown) => {
+        // Only bookkeeping can throw here (a busy database while recording a failure).
+        this.emit('background-error', { error: err instanceof Error ? err : new Error(String(err)) });
+      })
+      .finally(() => {
+        this.inflight.delete(key(entryId, index));
+        this.emit('download-ended', { entryId, chunkIndex: index, outcome: f.outcome ?? 'failed' });
+        this.wakeups.notify(entryId);
+        this.pump();
+      });
     return true;
   }
 
@@ -627,6 +652,7 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.retryTimer);
     const running = [...this.inflight.values()];
     for (const f of running) this.abort(f, 'shutdown');
     await Promise.all(running.map((f) => f.done));

@@ -1,5 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ErrorCodes, MediaCacheError, httpStatusOf } from '../errors.js';
+import { ErrorCodes, MediaCacheError, httpStatusOf, isDatabaseFailure } from '../errors.js';
+
+/** Seconds a client is told to wait after a 503. */
+export const RETRY_AFTER_S = 5;
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -18,14 +21,13 @@ export function sendError(res: ServerResponse, err: unknown, headers: Record<str
     res.destroy();
     return;
   }
-  const known = err instanceof MediaCacheError;
   const status = httpStatusOf(err);
-  const body = {
-    error: known
-      ? { code: err.code, message: err.message }
-      : { code: 'MC_ERR_INTERNAL', message: 'internal error' },
-  };
-  sendJson(res, status, body, headers);
+  let error = { code: 'MC_ERR_INTERNAL', message: 'internal error' };
+  if (err instanceof MediaCacheError) error = { code: err.code, message: err.message };
+  else if (isDatabaseFailure(err)) error = { code: ErrorCodes.DATABASE, message: 'the cache database is busy; retry shortly' };
+  // Every 503 tells the client when to come back.
+  const retry: Record<string, string> = status === 503 ? { 'retry-after': String(RETRY_AFTER_S) } : {};
+  sendJson(res, status, { error }, { ...retry, ...headers });
 }
 
 /** Reads a JSON body of at most `limit` bytes. */

@@ -1,11 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MediaCache } from '../cache.js';
-import { ErrorCodes, httpStatusOf, isMediaCacheError } from '../errors.js';
+import { ErrorCodes, isMediaCacheError } from '../errors.js';
 import { planRange, startHint } from './range.js';
 import { sendError } from './respond.js';
-
-/** Seconds a player is told to wait after a 503. */
-const RETRY_AFTER_S = 5;
 
 export interface StreamOptions {
   /** Called once per response with the seconds to its first body byte; `seek` when not from byte 0. */
@@ -86,7 +83,7 @@ export async function handleStream(
     } else if (res.headersSent) {
       res.destroy(); // mid-body: closing is the only honest signal left
     } else {
-      sendError(res, err, retryHeaders(err));
+      sendError(res, err);
     }
   } finally {
     res.off('close', onClose);
@@ -106,9 +103,5 @@ function writeOut(res: ServerResponse, buf: Buffer, signal: AbortSignal): Promis
       else resolve();
     });
   });
-}
-
-function retryHeaders(err: unknown): Record<string, string> {
-  return httpStatusOf(err) === 503 ? { 'retry-after': String(RETRY_AFTER_S) } : {};
 }
 
