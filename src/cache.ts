@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ChunkManager, type ChunkManagerEvents, type RetryPolicy } from './download/chunk-manager.js';
-import { Downloader } from './download/downloader.js';
+import { Downloader, ifRangeValidator } from './download/downloader.js';
 import { EntryReader } from './download/entry-reader.js';
 import { Priority, SqliteRepository, type EntryRow } from './db/repository.js';
 import { ChunkStore } from './store/chunk-store.js';
@@ -28,6 +28,8 @@ export interface CacheOptions {
   retry?: Partial<RetryPolicy>;
   /** Upstream timeout for headers and between body pieces. Default 30 s. */
   upstreamTimeoutMs?: number;
+  /** Builds the chunk store on its directory: a seam for tests (a full disk) and embedders. */
+  createStore?: (root: string) => ChunkStore;
   /** How long a database statement waits for a lock before the request gets 503. Default 5 s. */
   databaseBusyTimeoutMs?: number;
   /** Disk the cached files may use (allocated blocks). Default: min(20 % of the disk, 50 GB). */
@@ -124,7 +126,7 @@ export class MediaCache {
       this.lock.release();
       throw err;
     }
-    this.store = new ChunkStore(path.join(this.dataDir, 'files'));
+    this.store = (options.createStore ?? ((root: string) => new ChunkStore(root)))(path.join(this.dataDir, 'files'));
     this.downloader = new Downloader({ timeoutMs: options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs });
     this.manager = new ChunkManager(this.repo, this.store, this.downloader, {
       maxConcurrentDownloads: options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads,
@@ -285,6 +287,27 @@ export class MediaCache {
   off<E extends keyof CacheEvents>(event: E, listener: (...args: CacheEvents[E]) => void): this {
     this.manager.off(event, listener as never);
     return this;
+  }
+
+  /**
+   * Streams bytes [start, end] of an entry straight from the upstream, bypassing the store: the
+   * last resort when the cache cannot write (disk full). If-Range keeps the version the same.
+   */
+  async passthrough(id: string, start: number, end: number, signal: AbortSignal, onData: (data: Buffer) => Promise<void>): Promise<void> {
+    const entry = this.requireEntry(id);
+    await this.downloader.fetchRange({
+      url: entry.originalUrl,
+      start,
+      end,
+      validator: ifRangeValidator(entry.etag, entry.lastModified),
+      signal,
+      onMetadata: (meta) => {
+        if (entry.expectedTotalSize !== null && meta.totalSize !== entry.expectedTotalSize) {
+          throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'upstream file changed (size differs)');
+        }
+      },
+      onData: (_position, data) => onData(data),
+    });
   }
 
   /** Stops downloads (unfinished chunks are not recorded), closes files and the database. */

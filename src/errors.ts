@@ -20,6 +20,7 @@ export const ErrorCodes = {
   ABORTED: 'MC_ERR_ABORTED',
   DATA_DIR_LOCKED: 'MC_ERR_DATA_DIR_LOCKED',
   DATABASE: 'MC_ERR_DATABASE',
+  STORAGE: 'MC_ERR_STORAGE',
   CLOSED: 'MC_ERR_CLOSED',
 } as const;
 
@@ -43,8 +44,12 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   MC_ERR_ABORTED: 499,
   MC_ERR_DATA_DIR_LOCKED: 409,
   MC_ERR_DATABASE: 503,
+  MC_ERR_STORAGE: 503,
   MC_ERR_CLOSED: 503,
 };
+
+/** How a storage failure starts in cache_entries.error_message, so readers can tell it apart. */
+export const STORAGE_FAILURE = 'cache storage failed';
 
 export class MediaCacheError extends Error {
   readonly code: ErrorCode;

@@ -96,7 +96,8 @@ test('the programmatic API: open, serve, stream, events, status, close', async (
     assert.equal(created, true);
     const body = await fetchBytes(server.streamUrl(entry.id));
     assert.equal(sha256(body.body), sha256(data));
-    await waitUntil(cache, () => cache.getEntry(entry.id)?.state === EntryState.Complete);
+    // The state event follows the chunk's row by a tick: wait for both.
+    await waitUntil(cache, () => cache.getEntry(entry.id)?.state === EntryState.Complete && states.includes(EntryState.Complete));
     assert.ok(stored.length >= Math.ceil(data.length / (64 * 1024)));
     assert.ok(states.includes(EntryState.Complete));
     assert.equal(cache.getEntry(entry.id)?.downloadedBytes, data.length);

@@ -1,7 +1,7 @@
 import type { CacheRepository, EntryRow } from '../db/repository.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import type { ChunkManager } from './chunk-manager.js';
-import { ErrorCodes, MediaCacheError } from '../errors.js';
+import { ErrorCodes, MediaCacheError, STORAGE_FAILURE } from '../errors.js';
 
 /**
  * Lookahead chunks are asked for only after this much of a read was served: a player that
@@ -42,10 +42,16 @@ export class EntryReader {
   /** Waits until the entry's total size is known, fetching the chunk at `hint` to learn it. */
   async ensureSize(hint: number): Promise<EntryRow> {
     for (;;) {
-      const entry = this.fresh();
-      if (entry.expectedTotalSize !== null) return entry;
-      this.demandAt(Math.floor(hint / entry.chunkSize), hint, hint);
-      await this.manager.wakeups.wait(entry.id, this.manager.options.waitTimeoutMs, this.signal);
+      const entry = this.repo.getEntry(this.entry.id);
+      // A storage failure after the size was learnt still lets the route answer (by passthrough).
+      if (entry?.expectedTotalSize != null && entry.errorMessage?.startsWith(STORAGE_FAILURE)) {
+        this.entry = entry;
+        return entry;
+      }
+      this.fresh();
+      if (this.entry.expectedTotalSize !== null) return this.entry;
+      this.demandAt(Math.floor(hint / this.entry.chunkSize), hint, hint);
+      await this.manager.wakeups.wait(this.entry.id, this.manager.options.waitTimeoutMs, this.signal);
     }
   }
 
@@ -149,7 +155,9 @@ export class EntryReader {
     const entry = this.repo.getEntry(this.entry.id);
     if (!entry) throw new MediaCacheError(ErrorCodes.NOT_FOUND, 'entry was removed');
     if (entry.errorMessage !== null) {
-      throw new MediaCacheError(ErrorCodes.ENTRY_FAILED, `download failed: ${entry.errorMessage}`);
+      // A full disk is not the upstream's fault: the route can still pass the bytes through.
+      const code = entry.errorMessage.startsWith(STORAGE_FAILURE) ? ErrorCodes.STORAGE : ErrorCodes.ENTRY_FAILED;
+      throw new MediaCacheError(code, `download failed: ${entry.errorMessage}`);
     }
     this.entry = entry;
     return entry;

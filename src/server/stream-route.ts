@@ -61,15 +61,22 @@ export async function handleStream(
       res.end();
       return;
     }
-    let headersSent = false;
-    for await (const buf of reader.read(start, end)) {
-      if (!headersSent) {
+    let sent = 0;
+    const send = async (buf: Buffer): Promise<void> => {
+      if (!res.headersSent) {
         res.writeHead(status, headers);
-        headersSent = true;
         options.onFirstByte?.((performance.now() - started) / 1000, start > 0);
       }
       // The reader reuses its buffers: the next one may be asked for only once this one is sent.
       await writeOut(res, buf, controller.signal);
+      sent += buf.length;
+    };
+    try {
+      for await (const buf of reader.read(start, end)) await send(buf);
+    } catch (err) {
+      if (!isMediaCacheError(err, ErrorCodes.STORAGE) || controller.signal.aborted) throw err;
+      // The cache cannot write (disk full): serve the rest straight from the upstream.
+      await cache.passthrough(id, start + sent, end, controller.signal, send);
     }
     buffersIdle = true; // every write above has completed
     res.end();

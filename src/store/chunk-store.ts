@@ -1,6 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { ErrorCodes, MediaCacheError, STORAGE_FAILURE } from '../errors.js';
 
 const OPEN_FLAGS = constants.O_RDWR | constants.O_CREAT;
 
@@ -41,9 +42,17 @@ export class ChunkStore {
     this.handle(file).catch(() => undefined); // a failure resurfaces on the write itself
   }
 
-  /** Writes all of `data` at `position`. */
+  /** Writes all of `data` at `position`. Fails with MC_ERR_STORAGE (disk full, I/O error). */
   async write(file: string, position: number, data: Uint8Array): Promise<void> {
-    const fh = await this.handle(file);
+    try {
+      await this.writeAt(await this.handle(file), position, data);
+    } catch (err) {
+      throw storageError(err);
+    }
+  }
+
+  /** The write system calls themselves; a test seam for a full disk. */
+  protected async writeAt(fh: FileHandle, position: number, data: Uint8Array): Promise<void> {
     let off = 0;
     while (off < data.length) {
       const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
@@ -53,8 +62,12 @@ export class ChunkStore {
 
   /** Makes written bytes durable: a chunk row may be recorded only after this resolves. */
   async sync(file: string): Promise<void> {
-    const fh = await this.handle(file);
-    await fh.datasync();
+    try {
+      const fh = await this.handle(file);
+      await fh.datasync();
+    } catch (err) {
+      throw storageError(err);
+    }
   }
 
   /** Reads up to `length` bytes at `position` into a new buffer; shorter only at end of file. */
@@ -98,4 +111,9 @@ export class ChunkStore {
   async close(): Promise<void> {
     await Promise.all([...this.handles.keys()].map((f) => this.release(f)));
   }
+}
+
+function storageError(err: unknown): MediaCacheError {
+  const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+  return new MediaCacheError(ErrorCodes.STORAGE, `${STORAGE_FAILURE} (${code})`, { cause: err });
 }
