@@ -77,6 +77,7 @@ test('SIGKILL mid-download: after restart the DB opens cleanly and no chunk row 
   res.body.on('error', () => undefined);
   await killed;
   await server.done;
+  await upstream.waitQuiet(50); // the upstream sees the dead sockets close a moment later
   assert.ok(upstream.requests.some((r) => r.aborted), 'a transfer was cut mid-way');
 
   const db = new Database(path.join(dataDir, 'cache.db'), { readonly: true });

@@ -7,7 +7,7 @@ import type { MediaCache } from '../src/cache.js';
 import { planEviction } from '../src/store/eviction-plan.js';
 import type { EntryRow } from '../src/db/repository.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
-import { fetchBytes, getRange, startProxy, type Proxy } from './helpers/harness.js';
+import { fetchBytes, getRange, startProxy, waitUntil, type Proxy } from './helpers/harness.js';
 
 const CHUNK = 64 * 1024;
 const FILE = 4 * CHUNK;
@@ -47,6 +47,9 @@ describe('eviction', () => {
       const { id } = await proxy.add(upstream.url(name));
       proxy.cache.prefetch(id);
       await reachState(proxy.cache, id, 'Complete');
+      // Complete is recorded a moment before the last download leaves the in-flight set, and
+      // an entry with a download under way is never evicted: wait for it to settle.
+      await waitUntil(proxy.cache, () => proxy.cache.manager.inflightFor(id).length === 0);
       proxy.cache.repo.touchEntry(id, 1_000_000 + i); // a deterministic LRU order
       ids.push(id);
     }
@@ -180,6 +183,7 @@ describe('eviction', () => {
 
       // A seek far into a large file allocates only what was fetched: the file is sparse, so
       // nothing else has to go although its apparent size exceeds the room left.
+      await proxy.cache.gc(); // re-measure: the worker's figures and the test's agree from here
       const before = proxy.cache.stats.totals().evictions;
       // Room for six chunks (admission counts each running download in full, plus a margin).
       proxy.cache.setLimits({ maxSize: diskUsage(proxy.dataDir) + 6 * CHUNK });
