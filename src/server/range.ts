@@ -15,6 +15,8 @@ export function planRange(header: string | undefined, size: number): RangePlan {
   if (header === undefined) return { kind: 'full' };
   // No player sends a long header; refusing to parse one keeps hostile input cheap.
   if (header.length > 1024) return { kind: 'full' };
+  // A unit other than bytes is ignored whatever the size (range-parser says 416 for size 0).
+  if (!/^\s*bytes\s*=/.test(header)) return { kind: 'full' };
   // A spec whose last byte precedes its first is invalid (RFC 9110 §14.1.1), not unsatisfiable:
   // ignoring the header is the answer the RFC allows, where range-parser would say 416.
   for (const [, first, last] of header.matchAll(/(\d+)\s*-\s*(\d+)/g)) {

@@ -1,6 +1,7 @@
 import type { ChunkManager } from '../download/chunk-manager.js';
 
 const WINDOW_MS = 5_000;
+const BUCKET_MS = 100;
 
 /**
  * Per-entry download rate from the manager's progress events, for progress bars and ETAs.
@@ -31,7 +32,12 @@ export class TransferMeter {
     this.onBytes(bytes);
     let list = this.samples.get(entryId);
     if (!list) this.samples.set(entryId, (list = []));
-    list.push([this.now(), bytes]);
+    // Samples are merged into 100 ms buckets: at hundreds of MB/s a sample per piece would keep
+    // tens of thousands of tiny arrays alive for the window.
+    const now = this.now();
+    const last = list[list.length - 1];
+    if (last && now - last[0] < BUCKET_MS) last[1] += bytes;
+    else list.push([now, bytes]);
     this.prune(entryId, list);
   }
 
