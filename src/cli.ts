@@ -12,6 +12,10 @@ import { applyConfigFile, configOption } from './cli/config.js';
 import { describe, percent } from './cli/format.js';
 import { registerManageCommands, sizeArg } from './cli/manage.js';
 
+// Many players read cached files at once: give libuv's file I/O pool room beyond its default 4
+// threads. Set before the first file operation; an explicit setting by the user wins.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 const positiveInt = (name: string) => (value: string): number => {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer.`);
