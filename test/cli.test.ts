@@ -1,46 +1,24 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import type { EntryStatus } from '../src/cache.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
 import { fetchBytes, getJson, tempDir } from './helpers/harness.js';
+import { CLI, runCli, startCli, type CliProcess } from './helpers/cli-process.js';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 const CHUNK = 64 * 1024;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** Environment without MEDIACACHE_* from the developer's shell, so tests see only what they set. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MEDIACACHE_')) env[k] = v;
-  return { ...env, ...extra };
-}
 
-function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run> } {
-  const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = once(child, 'close').then(([code]) => ({ code: code as number | null, stdout, stderr }));
-  return { child, done };
-}
 
-const run = (args: string[], env: Record<string, string> = {}): Promise<Run> => start(args, env).done;
+const run = runCli;
+const start = startCli;
 
 describe('the mediacache CLI against a real server', () => {
   let upstream: Upstream;
-  let server: ChildProcess;
+  let server: CliProcess;
   let url = '';
   const dataDir = tempDir();
   const data = makeData(12 * CHUNK + 77, 5);
@@ -50,25 +28,13 @@ describe('the mediacache CLI against a real server', () => {
     upstream = await startUpstream();
     upstream.setFile('/show/s01e01.mkv', data);
     upstream.setFile('/show/s01e02.mkv', data);
-    server = spawn(
-      process.execPath,
-      [CLI, 'serve', '--port', '0', '--data-dir', dataDir, '--chunk-size', '64KiB', '--no-background-fill', '--max-size', '1GB', '--min-free', '0', '--log-level', 'warn'],
-      { env: cleanEnv(), stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    for await (const chunk of server.stdout as AsyncIterable<Buffer>) {
-      out += chunk.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        url = m[1] as string;
-        break;
-      }
-    }
+    server = startCli(['serve', '--port', '0', '--data-dir', dataDir, '--chunk-size', '64KiB', '--no-background-fill', '--max-size', '1GB', '--min-free', '0', '--log-level', 'warn']);
+    url = await server.url;
     assert.ok(url, 'the server printed its URL');
   });
   after(async () => {
-    server.kill('SIGTERM');
-    await once(server, 'close');
+    server.child.kill('SIGTERM');
+    await server.done;
     await upstream.close();
     rmSync(dataDir, { recursive: true, force: true });
   });

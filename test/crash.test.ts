@@ -1,10 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
@@ -12,30 +9,13 @@ import { pino } from 'pino';
 import { startServer } from '../src/server/http-server.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
 import { fetchBytes, startProxy, tempDir, waitComplete } from './helpers/harness.js';
+import { startCli } from './helpers/cli-process.js';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 const CHUNK = 64 * 1024;
 
-function serve(dataDir: string, extra: string[] = []): { child: ChildProcess; url: Promise<string>; done: Promise<{ code: number | null; stderr: string }> } {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--data-dir', dataDir, '--chunk-size', '64KiB', '--min-free', '0', '--log-level', 'silent', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  let resolveUrl: (u: string) => void = () => undefined;
-  const url = new Promise<string>((resolve) => (resolveUrl = resolve));
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    const m = /http:\/\/127\.0\.0\.1:\d+/.exec(stdout);
-    if (m) resolveUrl(m[0]);
-  });
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = once(child, 'close').then(([code]) => {
-    resolveUrl('');
-    return { code: code as number | null, stderr };
-  });
-  return { child, url, done };
-}
+const serve = (dataDir: string, extra: string[] = []) =>
+  startCli(['serve', '--port', '0', '--data-dir', dataDir, '--chunk-size', '64KiB', '--min-free', '0', '--log-level', 'silent', ...extra]);
+
 
 let upstream: Upstream;
 const dirs: string[] = [];

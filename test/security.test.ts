@@ -1,17 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { rmSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { MediaCache } from '../src/cache.js';
 import { startServer } from '../src/server/http-server.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
 import { fetchBytes, tempDir } from './helpers/harness.js';
+import { startCli } from './helpers/cli-process.js';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 const TOKEN = 'test-token-0123456789abcdef';
 const SECRET = 'plexsecret-9f8e7d6c5b4a';
 
@@ -33,24 +29,6 @@ async function openCache(extra: Parameters<typeof MediaCache.open>[0] = {}): Pro
   return MediaCache.open({ dataDir, chunkSize: 64 * 1024, minFree: 0, ...extra });
 }
 
-function runCli(args: string[], env: Record<string, string> = {}): { done: Promise<{ code: number | null; stdout: string; stderr: string }>; kill: () => void; url: Promise<string> } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  let resolveUrl: (u: string) => void = () => undefined;
-  const url = new Promise<string>((r) => (resolveUrl = r));
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    const m = /http:\/\/127\.0\.0\.1:\d+/.exec(stdout);
-    if (m) resolveUrl(m[0]);
-  });
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = once(child, 'close').then(([code]) => {
-    resolveUrl('');
-    return { code: code as number | null, stdout, stderr };
-  });
-  return { done, kill: () => child.kill('SIGTERM'), url };
-}
 
 test('binding a non-loopback address without an auth token is refused (library and CLI)', async () => {
   const cache = await openCache();
@@ -61,7 +39,7 @@ test('binding a non-loopback address without an auth token is refused (library a
   }
   const dataDir = tempDir();
   dirs.push(dataDir);
-  const run = runCli(['serve', '--host', '0.0.0.0', '--port', '0', '--data-dir', dataDir, '--log-level', 'silent'], { MEDIACACHE_AUTH_TOKEN: '' });
+  const run = startCli(['serve', '--host', '0.0.0.0', '--port', '0', '--data-dir', dataDir, '--log-level', 'silent'], { MEDIACACHE_AUTH_TOKEN: '' });
   const result = await run.done;
   assert.equal(result.code, 2);
   assert.match(result.stderr, /--auth-token/);
@@ -154,7 +132,7 @@ test('bad input gets a 4xx JSON error and the server keeps running', async () =>
 test('a token in the upstream URL never appears in API listings, error messages or logs', async () => {
   const dataDir = tempDir();
   dirs.push(dataDir);
-  const run = runCli(['serve', '--port', '0', '--data-dir', dataDir, '--log-level', 'trace', '--chunk-size', '64KiB', '--min-free', '0']);
+  const run = startCli(['serve', '--port', '0', '--data-dir', dataDir, '--log-level', 'trace', '--chunk-size', '64KiB', '--min-free', '0']);
   const url = await run.url;
   assert.ok(url);
   const secretUrl = `${upstream.url('/sec.mp4')}?X-Plex-Token=${SECRET}&quality=1`;
@@ -168,7 +146,7 @@ test('a token in the upstream URL never appears in API listings, error messages 
   }
   bodies.push((await fetchBytes(`${url}/api/entries`)).body.toString());
   assert.match(bodies.at(-1) ?? '', /REDACTED/);
-  run.kill();
+  run.child.kill('SIGTERM');
   const { stdout, stderr } = await run.done;
   assert.ok(stderr.length > 0, 'something was logged');
   for (const text of [...bodies, stdout, stderr]) assert.ok(!text.includes(SECRET), `secret leaked in: ${text.slice(0, 300)}`);

@@ -1,40 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { rmSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
 import { fetchBytes, tempDir, waitUntil } from './helpers/harness.js';
 import { createCache, startServer, EntryState } from '../src/index.js';
+import { startCli } from './helpers/cli-process.js';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
-function run(args: string[]): { child: ChildProcess; done: Promise<Run>; firstLine: Promise<string> } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let resolveLine: (line: string) => void = () => undefined;
-  const firstLine = new Promise<string>((resolve) => (resolveLine = resolve));
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    if (stdout.includes('\n')) resolveLine(stdout.split('\n')[0] ?? '');
-  });
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = once(child, 'close').then(([code, signal]) => {
-    resolveLine('');
-    return { code: code as number | null, signal: signal as NodeJS.Signals | null, stdout, stderr };
-  });
-  return { child, done, firstLine };
-}
 
 let upstream: Upstream;
 let dataDir: string;
@@ -51,19 +24,18 @@ after(async () => {
 });
 
 test('serve prints its URL; add prints a stream URL; a second serve on the same dir is refused; SIGTERM exits 0', async () => {
-  const server = run(['serve', '--port', '0', '--data-dir', dataDir, '--chunk-size', '64KiB', '--log-level', 'silent']);
-  const line = await server.firstLine;
-  const url = /http:\/\/127\.0\.0\.1:\d+/.exec(line)?.[0];
-  assert.ok(url, `listening line: ${line}`);
+  const server = startCli(['serve', '--port', '0', '--data-dir', dataDir, '--chunk-size', '64KiB', '--log-level', 'silent']);
+  const url = await server.url;
+  assert.ok(url, 'the server printed the URL it listens on');
 
-  const add = run(['add', upstream.url('/cli.mp4'), '--server', url]);
+  const add = startCli(['add', upstream.url('/cli.mp4'), '--server', url]);
   const added = await add.done;
   assert.equal(added.code, 0, added.stderr);
   const streamUrl = added.stdout.trim();
   assert.match(streamUrl, new RegExp(`^${url}/stream/[A-Za-z0-9_-]{22}$`));
   assert.equal(sha256((await fetchBytes(streamUrl)).body), sha256(data));
 
-  const second = await run(['serve', '--port', '0', '--data-dir', dataDir]).done;
+  const second = await startCli(['serve', '--port', '0', '--data-dir', dataDir]).done;
   assert.equal(second.code, 1);
   assert.match(second.stderr, /in use by another mediacache process \(pid \d+\)/);
   assert.doesNotMatch(second.stderr, /\n\s+at /, 'no stack trace');
@@ -76,7 +48,7 @@ test('serve prints its URL; add prints a stream URL; a second serve on the same 
 
 test('invalid flags are usage errors with a message, not stack traces', async () => {
   for (const args of [['serve', '--port', 'abc'], ['serve', '--chunk-size', 'huge'], ['serve', '--bogus'], ['frobnicate']]) {
-    const res = await run(args).done;
+    const res = await startCli(args).done;
     assert.notEqual(res.code, 0, args.join(' '));
     assert.ok(res.stderr.length > 0, args.join(' '));
     assert.doesNotMatch(res.stderr, /\n\s+at /, 'no stack trace');
