@@ -70,19 +70,7 @@ async function spawnServer(cmd: string, args: string[], label: string, env: Node
     proc.once('exit', (code) => reject(new Error(`${label} exited (${code}) before listening: ${stderr}`)));
     proc.once('error', reject);
   });
-  const exited = once(proc, 'exit');
-  return {
-    url,
-    pid: proc.pid ?? 0,
-    proc,
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+  return childServer(proc, url, 'SIGTERM', 10_000);
 }
 
 export interface ProxyChild extends ChildServer {
@@ -200,19 +188,7 @@ http {
     await new Promise((r) => setTimeout(r, 50));
   }
   if (proc.exitCode !== null) throw new Error('nginx exited at start');
-  const exited = once(proc, 'exit');
-  return {
-    url,
-    pid: proc.pid ?? 0,
-    proc,
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGQUIT');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+  return childServer(proc, url, 'SIGQUIT', 5_000);
 }
 
 async function freePort(): Promise<number> {
@@ -342,5 +318,22 @@ export function rng(seed: number): (n: number) => number {
   return (n) => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     return Math.floor((s / 2 ** 32) * n);
+  };
+}
+
+/** A listening child process that stop() ends with `signal`, then SIGKILL after `graceMs`. */
+function childServer(proc: ChildProcess, url: string, signal: NodeJS.Signals, graceMs: number): ChildServer {
+  const exited = once(proc, 'exit');
+  return {
+    url,
+    pid: proc.pid ?? 0,
+    proc,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill(signal);
+      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
   };
 }
