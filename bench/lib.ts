@@ -89,7 +89,20 @@ export interface ProxyChild extends ChildServer {
  */
 export async function startProxyChild(dataDir: string, extra: string[] = []): Promise<ProxyChild> {
   const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const args = [...nodeArgs, path.join(ROOT, 'dist/cli.js'), 'serve', '--host', HOST, '--port', '0', '--data-dir', dataDir, '--log-level', 'warn', ...extra];
+  const args = [
+    ...nodeArgs,
+    path.join(ROOT, 'dist/cli.js'),
+    'serve',
+    '--host',
+    HOST,
+    '--port',
+    '0',
+    '--data-dir',
+    dataDir,
+    '--log-level',
+    'warn',
+    ...extra,
+  ];
   const server = await spawnServer(process.execPath, args, 'proxy');
   const api = async (method: string, p: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
     const res = await fetch(server.url + p, {

@@ -45,8 +45,34 @@ const MiB = 1024 * 1024;
 const KiB = 1024;
 
 const S = QUICK
-  ? { media: 24 * MB, big: 96 * MiB, huge: 160 * MiB, coldTrials: 5, overfetchTrials: 1, playRuns: 1, throughputReps: 2, dbEntries: 100, readers: 10, concurrentMs: 1500, slowMs: 1500, seeks: 10 }
-  : { media: 200 * MB, big: 1024 * MiB, huge: 2048 * MiB, coldTrials: 7, overfetchTrials: 3, playRuns: 1, throughputReps: 3, dbEntries: 1000, readers: 50, concurrentMs: 8000, slowMs: 20000, seeks: 20 };
+  ? {
+      media: 24 * MB,
+      big: 96 * MiB,
+      huge: 160 * MiB,
+      coldTrials: 5,
+      overfetchTrials: 1,
+      playRuns: 1,
+      throughputReps: 2,
+      dbEntries: 100,
+      readers: 10,
+      concurrentMs: 1500,
+      slowMs: 1500,
+      seeks: 10,
+    }
+  : {
+      media: 200 * MB,
+      big: 1024 * MiB,
+      huge: 2048 * MiB,
+      coldTrials: 7,
+      overfetchTrials: 3,
+      playRuns: 1,
+      throughputReps: 3,
+      dbEntries: 1000,
+      readers: 50,
+      concurrentMs: 8000,
+      slowMs: 20000,
+      seeks: 20,
+    };
 
 const LATENCY_MS = 30;
 const RATE = 20 * MB;
@@ -118,7 +144,8 @@ async function coldLatencyRow(
     const d = (await timeBody(up.url(freshPath(up, media, `cold-direct-${row.id}`)), request)).ms;
     const { id, streamUrl } = await proxy.add(up.url(freshPath(up, media, `cold-${row.id}`)));
     const t = await timeBody(streamUrl, request);
-    if (t.status !== row.status || t.bytes < SEEK || (request.range && t.bytes !== SEEK)) throw new Error(`row ${row.id}: status ${t.status}, ${t.bytes} bytes`);
+    if (t.status !== row.status || t.bytes < SEEK || (request.range && t.bytes !== SEEK))
+      throw new Error(`row ${row.id}: status ${t.status}, ${t.bytes} bytes`);
     await proxy.remove(id);
     if (i < 0) continue;
     direct.push(d);
@@ -317,7 +344,18 @@ function database(workDir: string): void {
   for (let e = 0; e < S.dbEntries; e++) {
     const id = `bench-entry-${String(e).padStart(10, '0')}`;
     ids.push(id);
-    repo.insertEntry({ id, cacheKey: `k${e}`, sourceId: null, mediaId: null, quality: null, originalUrl: `http://x/${e}`, filePath: `${id}.bin`, chunkSize: chunk, createdAt: now, lastAccessed: now });
+    repo.insertEntry({
+      id,
+      cacheKey: `k${e}`,
+      sourceId: null,
+      mediaId: null,
+      quality: null,
+      originalUrl: `http://x/${e}`,
+      filePath: `${id}.bin`,
+      chunkSize: chunk,
+      createdAt: now,
+      lastAccessed: now,
+    });
     repo.setEntryMetadata(id, { expectedTotalSize: 100 * chunk, mimeType: 'video/mp4', etag: null, lastModified: null });
     for (let c = 0; c < 100; c++) {
       const t0 = performance.now();
@@ -358,7 +396,11 @@ function database(workDir: string): void {
 }
 
 /** `readers` clients each fetching random 4 MiB ranges back to back for `durationMs`. */
-async function concurrentReaders(url: string, size: number, ms: number): Promise<{ bytesPerSecond: number; errors: number; requests: number }> {
+async function concurrentReaders(
+  url: string,
+  size: number,
+  ms: number,
+): Promise<{ bytesPerSecond: number; errors: number; requests: number }> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: S.readers });
   const span = 4 * MiB;
   const next = rng(99);
@@ -406,7 +448,10 @@ async function concurrentReaders(url: string, size: number, ms: number): Promise
 async function concurrency(proxyUrl: string, nodeBase: ChildServer): Promise<void> {
   // Alternating rounds: on a shared, noisy machine one long run each compares two different moments.
   const ROUNDS = 4;
-  const sides = { p: [] as Array<{ bytesPerSecond: number; errors: number; requests: number }>, a: [] as Array<{ bytesPerSecond: number; errors: number; requests: number }> };
+  const sides = {
+    p: [] as Array<{ bytesPerSecond: number; errors: number; requests: number }>,
+    a: [] as Array<{ bytesPerSecond: number; errors: number; requests: number }>,
+  };
   for (let r = 0; r < ROUNDS; r++) {
     sides.p.push(await concurrentReaders(proxyUrl, S.big, S.concurrentMs / ROUNDS));
     sides.a.push(await concurrentReaders(nodeBase.url + '/', S.big, S.concurrentMs / ROUNDS));
@@ -486,7 +531,16 @@ async function main(): Promise<void> {
       await fn();
     } catch (err) {
       failures.push(`row ${n}: ${(err as Error).stack ?? String(err)}`);
-      rows.push({ id: n, scenario: `row ${n}`, proxy: 'error', baseline: '', diff: '', target: '', pass: false, data: { error: String(err) } });
+      rows.push({
+        id: n,
+        scenario: `row ${n}`,
+        proxy: 'error',
+        baseline: '',
+        diff: '',
+        target: '',
+        pass: false,
+        data: { error: String(err) },
+      });
     }
     log(`row ${n} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   };

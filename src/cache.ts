@@ -234,9 +234,7 @@ export class MediaCache {
     const entry = this.requireEntry(id);
     if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
     this.repo.touchEntry(id, Date.now());
-    return new EntryReader(this.repo, this.store, this.manager, this.requireEntry(id), signal, (served) =>
-      this.stats.recordRead(served),
-    );
+    return new EntryReader(this.repo, this.store, this.manager, this.requireEntry(id), signal, (served) => this.stats.recordRead(served));
   }
 
   /**

@@ -16,18 +16,23 @@ import { registerManageCommands, sizeArg } from './cli/manage.js';
 // threads. Set before the first file operation; an explicit setting by the user wins.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
-const positiveInt = (name: string) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer.`);
-  return n;
-};
+const positiveInt =
+  (name: string) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer.`);
+    return n;
+  };
 const port = (value: string): number => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('port must be 0-65535.');
   return n;
 };
 const hostList = (value: string): string[] => {
-  const hosts = value.split(',').map((h) => h.trim()).filter(Boolean);
+  const hosts = value
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
   if (hosts.length === 0 || hosts.some((h) => /[\s/]/.test(h))) throw new InvalidArgumentError('expected HOST[,HOST...]');
   return hosts;
 };
@@ -52,18 +57,69 @@ program
   .addOption(new Option('--host <host>', 'address to bind').env('MEDIACACHE_HOST').default(DEFAULT_HOST))
   .addOption(new Option('--port <port>', 'port to listen on (0 = any free)').env('MEDIACACHE_PORT').argParser(port).default(DEFAULT_PORT))
   .addOption(new Option('--data-dir <dir>', 'database and cached files').env('MEDIACACHE_DATA_DIR').default(DEFAULTS.dataDir))
-  .addOption(new Option('--chunk-size <bytes>', 'download unit for new entries (e.g. 10MiB)').env('MEDIACACHE_CHUNK_SIZE').argParser(sizeArg).default(DEFAULTS.chunkSize, '10MiB'))
-  .addOption(new Option('--max-concurrent-downloads <n>', 'upstream transfers at once').env('MEDIACACHE_MAX_CONCURRENT_DOWNLOADS').argParser(positiveInt('max-concurrent-downloads')).default(DEFAULTS.maxConcurrentDownloads))
-  .addOption(new Option('--lookahead-chunks <n>', 'chunks fetched ahead of a reader at HIGH priority').env('MEDIACACHE_LOOKAHEAD_CHUNKS').argParser(positiveInt('lookahead-chunks')).default(DEFAULTS.lookaheadChunks))
-  .addOption(new Option('--wait-timeout-s <s>', 'how long a read waits for missing bytes').env('MEDIACACHE_WAIT_TIMEOUT_S').argParser(positiveInt('wait-timeout-s')).default(DEFAULTS.waitTimeoutMs / 1000))
+  .addOption(
+    new Option('--chunk-size <bytes>', 'download unit for new entries (e.g. 10MiB)')
+      .env('MEDIACACHE_CHUNK_SIZE')
+      .argParser(sizeArg)
+      .default(DEFAULTS.chunkSize, '10MiB'),
+  )
+  .addOption(
+    new Option('--max-concurrent-downloads <n>', 'upstream transfers at once')
+      .env('MEDIACACHE_MAX_CONCURRENT_DOWNLOADS')
+      .argParser(positiveInt('max-concurrent-downloads'))
+      .default(DEFAULTS.maxConcurrentDownloads),
+  )
+  .addOption(
+    new Option('--lookahead-chunks <n>', 'chunks fetched ahead of a reader at HIGH priority')
+      .env('MEDIACACHE_LOOKAHEAD_CHUNKS')
+      .argParser(positiveInt('lookahead-chunks'))
+      .default(DEFAULTS.lookaheadChunks),
+  )
+  .addOption(
+    new Option('--wait-timeout-s <s>', 'how long a read waits for missing bytes')
+      .env('MEDIACACHE_WAIT_TIMEOUT_S')
+      .argParser(positiveInt('wait-timeout-s'))
+      .default(DEFAULTS.waitTimeoutMs / 1000),
+  )
   .addOption(new Option('--no-background-fill', 'do not fetch the rest of an opened file in the background'))
-  .addOption(new Option('--max-size <size>', 'disk the cached files may use (allocated blocks), e.g. 50GB').env('MEDIACACHE_MAX_SIZE').argParser(sizeArg).default(undefined, 'min(20% of the disk, 50GB)'))
-  .addOption(new Option('--min-free <size>', 'free disk space to leave, e.g. 2GB').env('MEDIACACHE_MIN_FREE').argParser(sizeOrZero).default(DEFAULTS.minFree, '2GB'))
-  .addOption(new Option('--cleanup-interval-s <s>', 'period of the cleanup worker').env('MEDIACACHE_CLEANUP_INTERVAL_S').argParser(positiveInt('cleanup-interval-s')).default(DEFAULTS.cleanupIntervalMs / 1000))
-  .addOption(new Option('--stats-interval-s <s>', 'period of the activity summary in the log (silent when idle)').env('MEDIACACHE_STATS_INTERVAL_S').argParser(positiveInt('stats-interval-s')).default(60))
-  .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('MEDIACACHE_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-  .addOption(new Option('--auth-token <token>', 'bearer token guarding /api and /metrics (required off loopback)').env('MEDIACACHE_AUTH_TOKEN'))
-  .addOption(new Option('--allow-upstream <hosts>', 'only cache URLs on these hosts (comma-separated)').env('MEDIACACHE_ALLOW_UPSTREAM').argParser(hostList))
+  .addOption(
+    new Option('--max-size <size>', 'disk the cached files may use (allocated blocks), e.g. 50GB')
+      .env('MEDIACACHE_MAX_SIZE')
+      .argParser(sizeArg)
+      .default(undefined, 'min(20% of the disk, 50GB)'),
+  )
+  .addOption(
+    new Option('--min-free <size>', 'free disk space to leave, e.g. 2GB')
+      .env('MEDIACACHE_MIN_FREE')
+      .argParser(sizeOrZero)
+      .default(DEFAULTS.minFree, '2GB'),
+  )
+  .addOption(
+    new Option('--cleanup-interval-s <s>', 'period of the cleanup worker')
+      .env('MEDIACACHE_CLEANUP_INTERVAL_S')
+      .argParser(positiveInt('cleanup-interval-s'))
+      .default(DEFAULTS.cleanupIntervalMs / 1000),
+  )
+  .addOption(
+    new Option('--stats-interval-s <s>', 'period of the activity summary in the log (silent when idle)')
+      .env('MEDIACACHE_STATS_INTERVAL_S')
+      .argParser(positiveInt('stats-interval-s'))
+      .default(60),
+  )
+  .addOption(
+    new Option('--log-level <level>', 'fatal, error, warn, info, debug')
+      .env('MEDIACACHE_LOG_LEVEL')
+      .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
+  )
+  .addOption(
+    new Option('--auth-token <token>', 'bearer token guarding /api and /metrics (required off loopback)').env('MEDIACACHE_AUTH_TOKEN'),
+  )
+  .addOption(
+    new Option('--allow-upstream <hosts>', 'only cache URLs on these hosts (comma-separated)')
+      .env('MEDIACACHE_ALLOW_UPSTREAM')
+      .argParser(hostList),
+  )
   .addOption(new Option('--reset-db', 'if the database is unreadable, move it aside (cache.db.corrupt-<time>) and start empty'))
   .addOption(configOption())
   .action(serve);
@@ -187,7 +243,10 @@ async function openCache(options: CacheOptions & { dataDir: string }, resetDb: b
   }
 }
 
-async function add(url: string, opts: { sourceId?: string; mediaId?: string; quality?: string; json?: boolean; server: string }): Promise<void> {
+async function add(
+  url: string,
+  opts: { sourceId?: string; mediaId?: string; quality?: string; json?: boolean; server: string },
+): Promise<void> {
   const { body } = await api(opts.server, '/api/entries', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },

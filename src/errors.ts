@@ -58,11 +58,7 @@ export class MediaCacheError extends Error {
   /** Whether retrying the same operation may succeed (network blips, 5xx). */
   readonly transient: boolean;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    options: { status?: number; transient?: boolean; cause?: unknown } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, options: { status?: number; transient?: boolean; cause?: unknown } = {}) {
     super(message, { cause: options.cause });
     this.name = 'MediaCacheError';
     this.code = code;

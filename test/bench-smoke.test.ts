@@ -28,9 +28,15 @@ test('the benchmark runs in quick mode and prints and writes its table', { timeo
 
     const files = readdirSync(out).filter((f) => f.endsWith('.json'));
     assert.equal(files.length, 1);
-    const result = JSON.parse(readFileSync(path.join(out, files[0] ?? ''), 'utf8')) as { mode: string; rows: Array<{ id: number; pass: boolean | null }> };
+    const result = JSON.parse(readFileSync(path.join(out, files[0] ?? ''), 'utf8')) as {
+      mode: string;
+      rows: Array<{ id: number; pass: boolean | null }>;
+    };
     assert.equal(result.mode, 'quick');
-    assert.deepEqual(result.rows.map((r) => r.id), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(
+      result.rows.map((r) => r.id),
+      [1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

@@ -10,9 +10,6 @@ import { CLI, runCli, startCli, type CliProcess } from './helpers/cli-process.js
 
 const CHUNK = 64 * 1024;
 
-
-
-
 const run = runCli;
 const start = startCli;
 
@@ -28,7 +25,22 @@ describe('the mediacache CLI against a real server', () => {
     upstream = await startUpstream();
     upstream.setFile('/show/s01e01.mkv', data);
     upstream.setFile('/show/s01e02.mkv', data);
-    server = startCli(['serve', '--port', '0', '--data-dir', dataDir, '--chunk-size', '64KiB', '--no-background-fill', '--max-size', '1GB', '--min-free', '0', '--log-level', 'warn']);
+    server = startCli([
+      'serve',
+      '--port',
+      '0',
+      '--data-dir',
+      dataDir,
+      '--chunk-size',
+      '64KiB',
+      '--no-background-fill',
+      '--max-size',
+      '1GB',
+      '--min-free',
+      '0',
+      '--log-level',
+      'warn',
+    ]);
     url = await server.url;
     assert.ok(url, 'the server printed its URL');
   });
@@ -68,7 +80,10 @@ describe('the mediacache CLI against a real server', () => {
     assert.equal(ls.code, 0);
     const [header, row] = ls.stdout.trimEnd().split('\n');
     assert.match(header as string, /^ID\s+STATE\s+SIZE\s+CACHED\s+PINNED\s+LAST ACCESS\s+URL$/);
-    assert.match(row as string, new RegExp(`^${id}\\s+Complete\\s+768\\.1 KiB\\s+100\\.0%\\s+yes\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\dZ\\s+http`));
+    assert.match(
+      row as string,
+      new RegExp(`^${id}\\s+Complete\\s+768\\.1 KiB\\s+100\\.0%\\s+yes\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\dZ\\s+http`),
+    );
     assert.ok(!ls.stdout.includes('hunter2'), 'credentials are redacted');
     const lsJson = JSON.parse((await run(['ls', '--json', '--server', url])).stdout) as EntryStatus[];
     assert.equal(lsJson[0]?.state, 'Complete');

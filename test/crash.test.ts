@@ -16,7 +16,6 @@ const CHUNK = 64 * 1024;
 const serve = (dataDir: string, extra: string[] = []) =>
   startCli(['serve', '--port', '0', '--data-dir', dataDir, '--chunk-size', '64KiB', '--min-free', '0', '--log-level', 'silent', ...extra]);
 
-
 let upstream: Upstream;
 const dirs: string[] = [];
 before(async () => {
@@ -58,13 +57,20 @@ test('SIGKILL mid-download: after restart the DB opens cleanly and no chunk row 
   await killed;
   await server.done;
   await upstream.waitQuiet(50); // the upstream sees the dead sockets close a moment later
-  assert.ok(upstream.requests.some((r) => r.aborted), 'a transfer was cut mid-way');
+  assert.ok(
+    upstream.requests.some((r) => r.aborted),
+    'a transfer was cut mid-way',
+  );
 
   const db = new Database(path.join(dataDir, 'cache.db'), { readonly: true });
   try {
     assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
     const entry = db.prepare('SELECT file_path FROM cache_entries WHERE id = ?').get(id) as { file_path: string };
-    const rows = db.prepare('SELECT start_byte, end_byte, checksum FROM cache_chunks WHERE cache_entry_id = ?').all(id) as Array<{ start_byte: number; end_byte: number; checksum: number }>;
+    const rows = db.prepare('SELECT start_byte, end_byte, checksum FROM cache_chunks WHERE cache_entry_id = ?').all(id) as Array<{
+      start_byte: number;
+      end_byte: number;
+      checksum: number;
+    }>;
     assert.ok(rows.length >= 1, 'some chunks were recorded before the kill');
     const file = readFileSync(path.join(dataDir, 'files', entry.file_path));
     for (const r of rows) {
@@ -80,7 +86,10 @@ test('SIGKILL mid-download: after restart the DB opens cleanly and no chunk row 
   // The restarted cache resumes and serves the whole file byte-exact.
   const proxy = await startProxy({ dataDir, chunkSize: CHUNK, minFree: 0 });
   const logs: string[] = [];
-  const logged = await startServer(proxy.cache, { port: 0, logger: pino({ level: 'error' }, { write: (line: string) => logs.push(line) }) });
+  const logged = await startServer(proxy.cache, {
+    port: 0,
+    logger: pino({ level: 'error' }, { write: (line: string) => logs.push(line) }),
+  });
   try {
     upstream.options.bytesPerSecond = undefined;
     const again = await fetchBytes(`${logged.url}/stream/${id}`);

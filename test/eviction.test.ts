@@ -207,15 +207,35 @@ describe('eviction', () => {
 
 describe('planEviction', () => {
   const entry = (over: Partial<EntryRow> = {}): EntryRow => ({
-    id: 'x', cacheKey: 'k', sourceId: null, mediaId: null, quality: null, originalUrl: 'http://h/x', filePath: 'x.bin',
-    chunkSize: 100, expectedTotalSize: 1000, mimeType: null, etag: null, lastModified: null, isComplete: true,
-    errorMessage: null, createdAt: 0, lastAccessed: 0, accessCount: 0, pinned: false, pinHeadBytes: null, ...over,
+    id: 'x',
+    cacheKey: 'k',
+    sourceId: null,
+    mediaId: null,
+    quality: null,
+    originalUrl: 'http://h/x',
+    filePath: 'x.bin',
+    chunkSize: 100,
+    expectedTotalSize: 1000,
+    mimeType: null,
+    etag: null,
+    lastModified: null,
+    isComplete: true,
+    errorMessage: null,
+    createdAt: 0,
+    lastAccessed: 0,
+    accessCount: 0,
+    pinned: false,
+    pinHeadBytes: null,
+    ...over,
   });
   const rows = Array.from({ length: 10 }, (_, i) => ({ start: i * 100, end: i * 100 + 99, checksum: 0, downloadedAt: 0 }));
 
   test('drops whole chunks from the end until the need is met, then truncates', () => {
     const plan = planEviction(entry(), rows, 150, 1000);
-    assert.deepEqual(plan.drop.map((r) => r.start), [900, 800]);
+    assert.deepEqual(
+      plan.drop.map((r) => r.start),
+      [900, 800],
+    );
     assert.deepEqual(plan.action, { kind: 'truncate', length: 800 });
   });
   test('everything → delete; a whole pin → nothing', () => {
@@ -224,7 +244,10 @@ describe('planEviction', () => {
   });
   test('a head pin keeps head chunks and the tail chunk and rewrites', () => {
     const plan = planEviction(entry({ pinned: true, pinHeadBytes: 150 }), rows, 5000, 1000);
-    assert.deepEqual(plan.drop.map((r) => r.start), [800, 700, 600, 500, 400, 300, 200]);
+    assert.deepEqual(
+      plan.drop.map((r) => r.start),
+      [800, 700, 600, 500, 400, 300, 200],
+    );
     assert.equal(plan.action.kind, 'rewrite');
   });
 });

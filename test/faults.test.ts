@@ -61,7 +61,9 @@ describe('upstream errors mid-download', () => {
       const ranges = upstream.requests.map((r) => r.range);
       const afterReset = upstream.requests.findIndex((r) => r.aborted) + 1;
       assert.ok(afterReset > 0, `a reset was logged: ${JSON.stringify(ranges)}`);
-      const resumed = ranges.slice(afterReset).some((r) => r !== undefined && /^bytes=(\d+)-/.exec(r)?.[1] !== '0' && Number(/^bytes=(\d+)-/.exec(r)?.[1]) % CHUNK !== 0);
+      const resumed = ranges
+        .slice(afterReset)
+        .some((r) => r !== undefined && /^bytes=(\d+)-/.exec(r)?.[1] !== '0' && Number(/^bytes=(\d+)-/.exec(r)?.[1]) % CHUNK !== 0);
       assert.ok(resumed, `a retry continued mid-chunk: ${JSON.stringify(ranges)}`);
       await upstream.waitQuiet();
       assert.equal(proxy.cache.getEntry(id)?.error, null);
@@ -179,7 +181,10 @@ describe('upstream file changed', () => {
       // Whatever arrived before the cut is v1 only (the stored head), never v2 bytes after it.
       assert.ok(mixed.body.length <= 2 * CHUNK, `received ${mixed.body.length}`);
       assert.equal(sha256(mixed.body), sha256(v1.subarray(0, mixed.body.length)), 'only v1 bytes in that response');
-      assert.ok(upstream.requests.some((r) => r.ifRange !== undefined && r.status === 200), 'If-Range was sent and answered 200');
+      assert.ok(
+        upstream.requests.some((r) => r.ifRange !== undefined && r.status === 200),
+        'If-Range was sent and answered 200',
+      );
 
       const fresh = await fetchBytes(streamUrl);
       assert.equal(fresh.status, 200);
@@ -224,10 +229,7 @@ describe('upstream that ignores Range', () => {
     try {
       const { id, streamUrl } = await proxy.add(upstream.url('/norange.mp4'));
       upstream.resetStats();
-      const [full, mid] = await Promise.all([
-        fetchBytes(streamUrl),
-        getRange(streamUrl, `bytes=${3 * CHUNK + 5}-${4 * CHUNK + 100}`),
-      ]);
+      const [full, mid] = await Promise.all([fetchBytes(streamUrl), getRange(streamUrl, `bytes=${3 * CHUNK + 5}-${4 * CHUNK + 100}`)]);
       assert.equal(full.status, 200);
       assert.equal(sha256(full.body), sha256(data));
       assert.equal(mid.status, 206);

@@ -37,17 +37,35 @@ after(async () => {
 });
 
 // An MP4 without faststart keeps its index (moov) at the end: the player reads the tail first.
-test('ffprobe reads the same duration through the proxy as from the upstream', { skip: !hasFfmpeg && 'ffprobe not installed' }, async () => {
-  const file = path.join(dir, 'clip.mp4');
-  await run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=duration=4:size=320x240:rate=25',
-    '-pix_fmt', 'yuv420p', '-c:v', 'mpeg4', '-q:v', '5', '-y', file]);
-  const data = readFileSync(file);
-  upstream.setFile('/clip.mp4', data, { contentType: 'video/mp4' });
-  const { streamUrl } = await proxy.add(upstream.url('/clip.mp4'));
-  const direct = await duration(upstream.url('/clip.mp4'));
-  const proxied = await duration(streamUrl);
-  assert.ok(Number(direct) > 3.9, `direct duration ${direct}`);
-  assert.equal(proxied, direct);
-  const whole = await fetchBytes(streamUrl);
-  assert.equal(sha256(whole.body), sha256(data));
-});
+test(
+  'ffprobe reads the same duration through the proxy as from the upstream',
+  { skip: !hasFfmpeg && 'ffprobe not installed' },
+  async () => {
+    const file = path.join(dir, 'clip.mp4');
+    await run('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=duration=4:size=320x240:rate=25',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:v',
+      'mpeg4',
+      '-q:v',
+      '5',
+      '-y',
+      file,
+    ]);
+    const data = readFileSync(file);
+    upstream.setFile('/clip.mp4', data, { contentType: 'video/mp4' });
+    const { streamUrl } = await proxy.add(upstream.url('/clip.mp4'));
+    const direct = await duration(upstream.url('/clip.mp4'));
+    const proxied = await duration(streamUrl);
+    assert.ok(Number(direct) > 3.9, `direct duration ${direct}`);
+    assert.equal(proxied, direct);
+    const whole = await fetchBytes(streamUrl);
+    assert.equal(sha256(whole.body), sha256(data));
+  },
+);

@@ -110,7 +110,11 @@ describe('pre-cache (download for offline)', () => {
       const whole = await fetchBytes(base, { method: 'POST' });
       assert.equal(whole.status, 200);
       assert.deepEqual(pinOf(whole.body), { pinned: true, pinHeadBytes: null });
-      const head = await fetchBytes(base, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"headBytes":131072}' });
+      const head = await fetchBytes(base, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"headBytes":131072}',
+      });
       assert.deepEqual(pinOf(head.body), { pinned: true, pinHeadBytes: 131072 });
       const bad = await fetchBytes(base, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"headBytes":-1}' });
       assert.equal(bad.status, 400);

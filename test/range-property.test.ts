@@ -74,7 +74,11 @@ function reference(header: string | undefined, size: number): Outcome[] {
 }
 
 const num = (size: number): fc.Arbitrary<number> =>
-  fc.oneof(fc.integer({ min: 0, max: Math.max(0, size + 2) }), fc.integer({ min: 0, max: 2 ** 40 }), fc.constantFrom(0, 1, size - 1, size, size + 1));
+  fc.oneof(
+    fc.integer({ min: 0, max: Math.max(0, size + 2) }),
+    fc.integer({ min: 0, max: 2 ** 40 }),
+    fc.constantFrom(0, 1, size - 1, size, size + 1),
+  );
 
 function rangeHeader(size: number): fc.Arbitrary<string | undefined> {
   const spec = fc.oneof(
@@ -90,7 +94,17 @@ function rangeHeader(size: number): fc.Arbitrary<string | undefined> {
       weight: 2,
       arbitrary: fc.oneof(
         fc.string({ maxLength: 40 }),
-        fc.constantFrom('bytes=', 'bytes=-', 'bytes=--1', 'items=0-5', 'bytes=a-b', 'bytes=1-2-3', 'bytes 0-5', 'bytes=0-5;x', 'bytes=0x10-'),
+        fc.constantFrom(
+          'bytes=',
+          'bytes=-',
+          'bytes=--1',
+          'items=0-5',
+          'bytes=a-b',
+          'bytes=1-2-3',
+          'bytes 0-5',
+          'bytes=0-5;x',
+          'bytes=0x10-',
+        ),
         fc.string({ maxLength: 10 }).map((s) => `bytes=${s}`),
         fc.constant(`bytes=0-${'9'.repeat(2000)}`),
       ),

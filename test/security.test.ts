@@ -1,7 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { pino } from 'pino';
 import { MediaCache } from '../src/cache.js';
 import { startServer } from '../src/server/http-server.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
@@ -29,7 +28,6 @@ async function openCache(extra: Parameters<typeof MediaCache.open>[0] = {}): Pro
   return MediaCache.open({ dataDir, chunkSize: 64 * 1024, minFree: 0, ...extra });
 }
 
-
 test('binding a non-loopback address without an auth token is refused (library and CLI)', async () => {
   const cache = await openCache();
   try {
@@ -39,7 +37,9 @@ test('binding a non-loopback address without an auth token is refused (library a
   }
   const dataDir = tempDir();
   dirs.push(dataDir);
-  const run = startCli(['serve', '--host', '0.0.0.0', '--port', '0', '--data-dir', dataDir, '--log-level', 'silent'], { MEDIACACHE_AUTH_TOKEN: '' });
+  const run = startCli(['serve', '--host', '0.0.0.0', '--port', '0', '--data-dir', dataDir, '--log-level', 'silent'], {
+    MEDIACACHE_AUTH_TOKEN: '',
+  });
   const result = await run.done;
   assert.equal(result.code, 2);
   assert.match(result.stderr, /--auth-token/);
@@ -83,7 +83,11 @@ test('--allow-upstream: URLs on other hosts are refused with a 403 JSON error', 
   const server = await startServer(cache, { port: 0 });
   try {
     const add = (url: string) =>
-      fetchBytes(`${server.url}/api/entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url }) });
+      fetchBytes(`${server.url}/api/entries`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ url }),
+      });
     const refused = await add(upstream.url('/sec.mp4').replace('127.0.0.1', 'localhost'));
     assert.equal(refused.status, 403);
     assert.equal((JSON.parse(refused.body.toString()) as { error: { code: string } }).error.code, 'MC_ERR_FORBIDDEN');
@@ -139,7 +143,11 @@ test('a token in the upstream URL never appears in API listings, error messages 
   const missingUrl = `${upstream.url('/missing.mp4')}?api_key=${SECRET}`;
   const bodies: string[] = [];
   for (const u of [secretUrl, missingUrl]) {
-    const added = await fetchBytes(`${url}/api/entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: u }) });
+    const added = await fetchBytes(`${url}/api/entries`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ url: u }),
+    });
     bodies.push(added.body.toString());
     const { streamUrl } = JSON.parse(added.body.toString()) as { streamUrl: string };
     bodies.push((await fetchBytes(streamUrl)).body.toString('latin1').slice(0, 2000));

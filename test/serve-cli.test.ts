@@ -6,9 +6,6 @@ import { fetchBytes, tempDir, waitUntil } from './helpers/harness.js';
 import { createCache, startServer, EntryState } from '../src/index.js';
 import { startCli } from './helpers/cli-process.js';
 
-
-
-
 let upstream: Upstream;
 let dataDir: string;
 const data = makeData(300_000, 41);

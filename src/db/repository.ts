@@ -226,11 +226,7 @@ export function openDatabase(file: string, busyTimeoutMs = 5_000): Database.Data
     migrate(db);
   } catch (err) {
     db?.close(); // a corrupt file must not stay open: --reset-db moves it aside and retries
-    throw new MediaCacheError(
-      ErrorCodes.DATABASE,
-      `cannot open the cache database ${file}: ${(err as Error).message}`,
-      { cause: err },
-    );
+    throw new MediaCacheError(ErrorCodes.DATABASE, `cannot open the cache database ${file}: ${(err as Error).message}`, { cause: err });
   }
   return db;
 }

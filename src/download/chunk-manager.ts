@@ -359,7 +359,10 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     const from = this.seekStarts.get(key(entryId, index));
     // A whole-body download of this entry writes every chunk already: do not fetch it twice.
     const covered = this.wholeBodies.has(entryId);
-    const gap = entry && !entry.errorMessage && !covered ? (from !== undefined && this.gapFrom(entry, index, from)) || this.gapFrom(entry, index, 0) : null;
+    const gap =
+      entry && !entry.errorMessage && !covered
+        ? (from !== undefined && this.gapFrom(entry, index, from)) || this.gapFrom(entry, index, 0)
+        : null;
     if (!entry || !gap) {
       this.seekStarts.delete(key(entryId, index));
       this.repo.dequeue(entryId, index);
@@ -490,7 +493,13 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
    * and every chunk it completes is recorded — only its gaps, each after an fsync and with the
    * CRC-32 of the bytes as they sit in the file.
    */
-  private async onWholeData(entry: EntryRow, f: InFlight, whole: { written: number; nextChunk: number }, position: number, data: Buffer): Promise<void> {
+  private async onWholeData(
+    entry: EntryRow,
+    f: InFlight,
+    whole: { written: number; nextChunk: number },
+    position: number,
+    data: Buffer,
+  ): Promise<void> {
     await this.store.write(entry.filePath, position, data);
     whole.written = position + data.length;
     const total = entry.expectedTotalSize ?? 0;

@@ -129,9 +129,6 @@ export class EntryReader {
     return this.readBuffers;
   }
 
-
-
-
   /**
    * CRITICAL for the chunk at the read position (its download starts at `position` when that is
    * mid-chunk), HIGH for the next lookahead chunks up to `end` when `withLookahead`.

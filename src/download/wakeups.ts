@@ -38,10 +38,7 @@ export class Wakeups {
       };
       const wake = (): void => done();
       const onAbort = (): void => done(aborted());
-      const timer = setTimeout(
-        () => done(new MediaCacheError(ErrorCodes.WAIT_TIMEOUT, `no data within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => done(new MediaCacheError(ErrorCodes.WAIT_TIMEOUT, `no data within ${timeoutMs} ms`)), timeoutMs);
       set.add(wake);
       signal?.addEventListener('abort', onAbort, { once: true });
     });

@@ -1,10 +1,7 @@
 import parseRange from 'range-parser';
 
 /** What to send for a request, per RFC 9110 §14. `end` is inclusive. */
-export type RangePlan =
-  | { kind: 'full' }
-  | { kind: 'partial'; start: number; end: number }
-  | { kind: 'unsatisfiable' };
+export type RangePlan = { kind: 'full' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' };
 
 /**
  * Plans the reply to a Range header for a representation of `size` bytes. A malformed header, a

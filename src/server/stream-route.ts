@@ -111,4 +111,3 @@ function writeOut(res: ServerResponse, buf: Buffer, signal: AbortSignal): Promis
     });
   });
 }
-

@@ -3,8 +3,10 @@ import type { CacheStats, StatTotals } from './stats.js';
 
 /** "12 hits, 3 misses, 1.2 GiB from cache, 300.0 MiB from upstream, 0 evictions" */
 export function describeActivity(d: StatTotals): string {
-  return `${d.hits} hits, ${d.misses} misses, ${formatBytes(d.bytesFromCache)} from cache, ` +
-    `${formatBytes(d.bytesFromUpstream)} from upstream, ${d.evictions} evictions`;
+  return (
+    `${d.hits} hits, ${d.misses} misses, ${formatBytes(d.bytesFromCache)} from cache, ` +
+    `${formatBytes(d.bytesFromUpstream)} from upstream, ${d.evictions} evictions`
+  );
 }
 
 /**

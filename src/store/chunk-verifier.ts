@@ -57,7 +57,7 @@ export class ChunkVerifier {
     }
     if (base.rows.has(row.start)) return true;
     let crc = 0;
-    for (let pos = row.start; pos <= row.end; ) {
+    for (let pos = row.start; pos <= row.end;) {
       const length = Math.min(VERIFY_READ, row.end - pos + 1);
       const buf = await this.store.read(file, pos, length);
       if (buf.length !== length) return false;

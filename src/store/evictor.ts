@@ -233,7 +233,15 @@ export class Evictor {
     const names = this.measure();
     const before = this.used;
     this.forgetEndedReservations();
-    const report: GcReport = { freedBytes: 0, evictedEntries: 0, evictedRanges: 0, removedFiles: 0, usedBytes: 0, freeBytes: 0, limits: this.getLimits() };
+    const report: GcReport = {
+      freedBytes: 0,
+      evictedEntries: 0,
+      evictedRanges: 0,
+      removedFiles: 0,
+      usedBytes: 0,
+      freeBytes: 0,
+      limits: this.getLimits(),
+    };
     report.removedFiles = await this.removeOrphans(names);
     let need = this.overBy(this.refused);
     if (need > 0) {
@@ -264,7 +272,11 @@ export class Evictor {
     if (plan.action.kind === 'none') return 0;
     this.evicting.add(entry.id);
     try {
-      if (plan.drop.length > 0) this.repo.evictChunks(entry.id, plan.drop.map((r) => [r.start, r.end] as const));
+      if (plan.drop.length > 0)
+        this.repo.evictChunks(
+          entry.id,
+          plan.drop.map((r) => [r.start, r.end] as const),
+        );
       // Stop background-filling what is being evicted; a reader queues what it needs again.
       this.repo.dequeueAtOrBelow(entry.id, Priority.LOW);
       this.manager.emitState(entry.id);
@@ -309,7 +321,7 @@ export class Evictor {
     try {
       const buf = Buffer.allocUnsafe(COPY_BUFFER);
       for (const r of keep) {
-        for (let pos = r.start; pos <= r.end; ) {
+        for (let pos = r.start; pos <= r.end;) {
           const { bytesRead } = await from.read(buf, 0, Math.min(buf.length, r.end - pos + 1), pos);
           if (bytesRead === 0) break;
           await to.write(buf, 0, bytesRead, pos);

@@ -186,7 +186,11 @@ function fileReply(file: StoredFile, req: IncomingMessage, options: UpstreamOpti
   if (parsed === -2 || (parsed !== -1 && parsed.type !== 'bytes')) return full;
   const first = parsed === -1 ? undefined : parsed[0];
   if (first === undefined) {
-    return { status: 416, headers: { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 }, body: bufferBody(Buffer.alloc(0)) };
+    return {
+      status: 416,
+      headers: { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 },
+      body: bufferBody(Buffer.alloc(0)),
+    };
   }
   const { start, end } = first;
   return {
