@@ -190,6 +190,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const cache = await openCache(cacheOptions, opts.resetDb === true);
   cache.on('state-changed', ({ entryId, state }) => logger.info({ entryId, state }, 'entry state'));
   cache.on('background-error', ({ error }) => logger.warn({ err: error }, 'background work failed; will retry'));
+  cache.on('entry-invalidated', ({ entryId, reason }) => logger.warn({ entryId, reason }, 'cached bytes dropped'));
   // A long-running proxy logs what slipped through rather than dropping every player's stream.
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
   const stopActivityLog = startActivityLog(cache.stats, (fields, message) => logger.info(fields, message), opts.statsIntervalS * 1000);

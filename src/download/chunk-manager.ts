@@ -43,6 +43,8 @@ export interface ChunkManagerEvents {
   'download-progress': [{ entryId: string; chunkIndex: number; position: number }];
   'download-ended': [{ entryId: string; chunkIndex: number; outcome: DownloadOutcome }];
   'state-changed': [{ entryId: string; state: EntryState }];
+  /** An entry's stored bytes were dropped (the upstream file changed); they are fetched again. */
+  'entry-invalidated': [{ entryId: string; reason: string }];
   /** Something failed outside any request (e.g. the database was busy); work is retried. */
   'background-error': [{ error: Error }];
 }
@@ -634,8 +636,8 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     const file = this.repo.getEntry(entryId)?.filePath;
     if (file !== undefined) this.verifier.forget(file);
     this.wakeups.notify(entryId);
+    this.emit('entry-invalidated', { entryId, reason });
     this.emitState(entryId);
-    void reason;
   }
 
   /** Stops all downloads of an entry before its rows and file are removed. */
