@@ -225,16 +225,7 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
 
   /** First byte of chunk `index` that is not stored, or null when the whole chunk is. */
   missingStart(entry: EntryRow, index: number): number | null {
-    const first = index * entry.chunkSize;
-    const total = entry.expectedTotalSize;
-    const last = total === null ? first + entry.chunkSize - 1 : Math.min(first + entry.chunkSize, total) - 1;
-    if (last < first) return null;
-    let pos = first;
-    for (const row of this.repo.chunksIn(entry.id, first, last)) {
-      if (row.start > pos) break;
-      pos = Math.max(pos, row.end + 1);
-    }
-    return pos <= last ? pos : null;
+    return this.gapFrom(entry, index, 0)?.start ?? null;
   }
 
   // ---- demand -------------------------------------------------------------------------------
@@ -541,7 +532,8 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
   /** Records what a download wrote: the whole chunk, or on pre-emption the prefix it reached. */
   private async finish(entry: EntryRow, f: InFlight, outcome: DownloadOutcome): Promise<void> {
     const keepPrefix = outcome === 'stored' || outcome === 'preempted' || outcome === 'cancelled';
-    if (keepPrefix && f.written > 0 && !this.closed && this.repo.getEntry(f.entryId)) {
+    // A download that completed while the manager closes is still recorded: close() waits for it.
+    if (keepPrefix && f.written > 0 && this.repo.getEntry(f.entryId)) {
       try {
         await this.store.sync(entry.filePath);
         const row = { start: f.start, end: f.start + f.written - 1, checksum: f.crc, downloadedAt: Date.now() };
@@ -559,7 +551,7 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
         this.fail(f, err);
         return;
       }
-    } else if (outcome === 'stored') {
+    } else if (outcome === 'stored' && f.written === 0) {
       this.repo.dequeue(f.entryId, f.chunkIndex); // nothing to fetch: the range lies past the end
     }
     if (outcome === 'preempted') this.repo.setQueueStatus(f.entryId, f.chunkIndex, 'queued');
