@@ -27,7 +27,7 @@ export function describe(e: EntryStatus): string {
     `pinned:     ${pinText(e)}`,
     `accessed:   ${shortTime(e.lastAccessed)}`,
   ];
-  if (e.progress.bytesPerSecond > 0) {
+  if (e.progress.bytesPerSecond > 0 && e.state === 'Downloading') {
     const eta = e.progress.etaSeconds === null ? '' : `, ETA ${formatDuration(e.progress.etaSeconds)}`;
     lines.push(`rate:       ${formatBytes(e.progress.bytesPerSecond)}/s${eta}`);
   }
