@@ -234,7 +234,8 @@ export class MediaCache {
     const entry = this.requireEntry(id);
     if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
     this.repo.touchEntry(id, Date.now());
-    return new EntryReader(this.repo, this.store, this.manager, this.requireEntry(id), signal, (served) => this.stats.recordRead(served));
+    // The reader re-reads the row before its first use (ensureSize), so this one may be stale.
+    return new EntryReader(this.repo, this.store, this.manager, entry, signal, (served) => this.stats.recordRead(served));
   }
 
   /**

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { request } from 'undici';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
-import { fetchBytes, getRange, startProxy, waitComplete } from './helpers/harness.js';
+import { fetchBytes, getRange, startProxy, waitComplete, waitUntil } from './helpers/harness.js';
 import { Priority } from '../src/db/repository.js';
 import type { DownloadOutcome } from '../src/download/chunk-manager.js';
 
@@ -92,7 +92,7 @@ test('a reader that leaves releases its demand: without background fill its down
     const { id, streamUrl } = await proxy.add(upstream.url('/leave.mp4'));
     const seek = 10 * CHUNK;
     await readThenDisconnect(streamUrl, `bytes=${seek}-`, 100);
-    while (proxy.cache.manager.activeDownloads > 0) await once(proxy.cache.manager, 'download-ended');
+    await waitUntil(proxy.cache, () => proxy.cache.manager.activeDownloads === 0);
     assert.deepEqual(proxy.cache.repo.queueFor(id), [], 'no queued work is left behind');
     const facts = proxy.cache.repo.entryFacts(id);
     assert.ok(facts && facts.storedBytes < 6 * CHUNK, `stored ${facts?.storedBytes}`);

@@ -42,16 +42,11 @@ export class EntryReader {
   /** Waits until the entry's total size is known, fetching the chunk at `hint` to learn it. */
   async ensureSize(hint: number): Promise<EntryRow> {
     for (;;) {
-      const entry = this.repo.getEntry(this.entry.id);
       // A storage failure after the size was learnt still lets the route answer (by passthrough).
-      if (entry?.expectedTotalSize != null && entry.errorMessage?.startsWith(STORAGE_FAILURE)) {
-        this.entry = entry;
-        return entry;
-      }
-      this.fresh();
-      if (this.entry.expectedTotalSize !== null) return this.entry;
-      this.demandAt(Math.floor(hint / this.entry.chunkSize), hint, hint);
-      await this.manager.wakeups.wait(this.entry.id, this.manager.options.waitTimeoutMs, this.signal);
+      const entry = this.fresh(true);
+      if (entry.expectedTotalSize !== null) return entry;
+      this.demandAt(Math.floor(hint / entry.chunkSize), hint, hint);
+      await this.manager.wakeups.wait(entry.id, this.manager.options.waitTimeoutMs, this.signal);
     }
   }
 
@@ -148,13 +143,19 @@ export class EntryReader {
     this.demandedLookahead = withLookahead;
   }
 
-  private fresh(): EntryRow {
+  /**
+   * The entry's current row; throws when it is gone or failed. `tolerateStorageFailure`: a full
+   * disk on an entry of known size is no reason to stop, the route passes the bytes through.
+   */
+  private fresh(tolerateStorageFailure = false): EntryRow {
     const entry = this.repo.getEntry(this.entry.id);
     if (!entry) throw new MediaCacheError(ErrorCodes.NOT_FOUND, 'entry was removed');
     if (entry.errorMessage !== null) {
       // A full disk is not the upstream's fault: the route can still pass the bytes through.
-      const code = entry.errorMessage.startsWith(STORAGE_FAILURE) ? ErrorCodes.STORAGE : ErrorCodes.ENTRY_FAILED;
-      throw new MediaCacheError(code, `download failed: ${entry.errorMessage}`);
+      const storage = entry.errorMessage.startsWith(STORAGE_FAILURE);
+      if (!(storage && tolerateStorageFailure && entry.expectedTotalSize !== null)) {
+        throw new MediaCacheError(storage ? ErrorCodes.STORAGE : ErrorCodes.ENTRY_FAILED, `download failed: ${entry.errorMessage}`);
+      }
     }
     this.entry = entry;
     return entry;
