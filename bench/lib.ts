@@ -82,14 +82,23 @@ export interface ProxyChild extends ChildServer {
   prefetch(id: string): Promise<void>;
 }
 
+/** The node flags `dist/cli.js` sets in its shebang, so the bench runs what `npx mediacache` runs. */
+function shebangFlags(): string[] {
+  const first = readFileSync(path.join(ROOT, 'dist/cli.js'), 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env\s+(?:-S\s+)?node\b(.*)$/.exec(first);
+  if (!m) throw new Error(`dist/cli.js: unexpected shebang ${first}`);
+  return (m[1] ?? '').split(/\s+/).filter(Boolean);
+}
+
 /**
- * The proxy under test as its own process (`node dist/cli.js serve`), so its RSS can be read from
- * /proc and it never shares the bench client's event loop. BENCH_PROXY_NODE_ARGS adds node flags
- * (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") for profiling.
+ * The proxy under test as its own process (`node <shebang flags> dist/cli.js serve`), so its RSS can
+ * be read from /proc and it never shares the bench client's event loop. BENCH_PROXY_NODE_ARGS adds
+ * node flags (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") for profiling.
  */
 export async function startProxyChild(dataDir: string, extra: string[] = []): Promise<ProxyChild> {
   const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const args = [
+    ...shebangFlags(),
     ...nodeArgs,
     path.join(ROOT, 'dist/cli.js'),
     'serve',

@@ -1,4 +1,5 @@
-import { Agent, errors as undiciErrors, request } from 'undici';
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
 
 /** What the upstream told us about the file, taken from a verified reply. */
@@ -54,19 +55,18 @@ export function ifRangeValidator(etag: string | null, lastModified: string | nul
  * transient. Bytes are handed to `onData` as they arrive so readers can be fed before the end.
  */
 export class Downloader {
-  private readonly agent: Agent;
+  // node:http rather than undici: same keep-alive pooling, but its C parser costs no WASM
+  // compilation; undici's import and llhttp tier-up were ~35 MB of the proxy's RSS (bench row 6).
+  private readonly agents: { 'http:': http.Agent; 'https:': https.Agent };
   private readonly timeoutMs: number;
   private readonly userAgent: string;
 
   constructor(options: DownloaderOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.userAgent = options.userAgent ?? 'mediacache';
-    this.agent = new Agent({
-      connections: options.connectionsPerOrigin ?? 16,
-      keepAliveTimeout: 30_000,
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
-    });
+    // `timeout` here closes pooled connections idle that long; requests set their own below.
+    const pool = { keepAlive: true, maxSockets: options.connectionsPerOrigin ?? 16, timeout: 30_000 };
+    this.agents = { 'http:': new http.Agent(pool), 'https:': new https.Agent(pool) };
   }
 
   /** Returns the number of body bytes received (0 when the range lies past the end of file). */
@@ -78,22 +78,18 @@ export class Downloader {
     };
     if (req.validator) headers['if-range'] = req.validator;
 
-    let res;
-    try {
-      res = await request(req.url, { method: 'GET', headers, dispatcher: this.agent, signal: req.signal });
-    } catch (err) {
-      throw networkError(err, req.signal);
-    }
-    const { statusCode } = res;
+    const res = await this.send(req.url, headers, req.signal);
+    const statusCode = res.statusCode ?? 0;
     try {
       if (statusCode === 416) {
         const m = UNSATISFIED_RANGE.exec(header(res.headers, 'content-range') ?? '');
         if (!m) throw badReply(`416 without a usable Content-Range`);
         req.onMetadata(metadataOf(res.headers, Number(m[1])));
+        res.resume();
         return 0;
       }
       if (statusCode === 200 && req.onWholeBody && sameVersion(res.headers, req.validator)) {
-        return await this.readWholeBody(res.headers, res.body as AsyncIterable<Buffer>, req);
+        return await this.readWholeBody(res, req);
       }
       if (statusCode === 200) {
         throw req.validator
@@ -119,54 +115,77 @@ export class Downloader {
         throw badReply(`Content-Length ${declared} does not match Content-Range ${start}-${end}`);
       }
       req.onMetadata(metadataOf(res.headers, total));
-
-      let received = 0;
-      for await (const piece of res.body as AsyncIterable<Buffer>) {
-        if (received + piece.length > length) throw badReply(`body longer than ${length} bytes`, true);
-        await req.onData(start + received, piece);
-        received += piece.length;
-      }
-      if (received !== length) throw badReply(`body ended after ${received} of ${length} bytes`, true);
-      return received;
+      return await readBody(res, start, length, req);
     } catch (err) {
-      // undici emits an AbortError on destroy(); unheard, it would crash the process.
-      res.body.on('error', () => undefined);
-      res.body.destroy();
+      // A reply we stop reading must not go back to the pool: destroy its socket.
+      res.destroy();
       if (err instanceof MediaCacheError) throw err;
       throw networkError(err, req.signal);
-    } finally {
-      // Drain nothing: an unread body would pin the connection; destroy() above frees it on error.
-      if (!res.body.destroyed && statusCode !== 206) res.body.resume();
     }
+  }
+
+  /**
+   * Sends a GET and resolves with the reply once its headers are in. One idle timeout covers the
+   * wait for headers and every gap between body pieces; it destroys the request with a network error.
+   */
+  private send(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      let target: URL;
+      try {
+        target = new URL(url);
+      } catch (err) {
+        reject(new MediaCacheError(ErrorCodes.UPSTREAM_NETWORK, `invalid upstream URL`, { cause: err }));
+        return;
+      }
+      const protocol = target.protocol;
+      if (protocol !== 'http:' && protocol !== 'https:') {
+        reject(new MediaCacheError(ErrorCodes.UPSTREAM_NETWORK, `unsupported upstream protocol ${protocol}`));
+        return;
+      }
+      const client = protocol === 'https:' ? https : http;
+      const request = client.get(target, { headers, agent: this.agents[protocol], signal }, (res) => {
+        // Errors reach the body's reader through iteration; unheard, a reset of a reply nobody
+        // iterates (416, a rejected status) would crash the process.
+        res.on('error', () => undefined);
+        resolve(res);
+      });
+      request.setTimeout(this.timeoutMs, () => {
+        request.destroy(Object.assign(new Error(`no upstream data for ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+      });
+      request.on('error', (err) => reject(networkError(err, signal)));
+    });
   }
 
   /** Streams a 200 reply's whole body to onData from byte 0; its length must be declared. */
-  private async readWholeBody(
-    headers: Record<string, string | string[] | undefined>,
-    body: AsyncIterable<Buffer>,
-    req: RangeRequest,
-  ): Promise<number> {
-    const declared = header(headers, 'content-length');
+  private async readWholeBody(res: IncomingMessage, req: RangeRequest): Promise<number> {
+    const declared = header(res.headers, 'content-length');
     if (declared === undefined || !/^\d+$/.test(declared)) throw badReply('200 without a Content-Length');
     const length = Number(declared);
     req.onWholeBody?.();
-    req.onMetadata(metadataOf(headers, length));
-    let received = 0;
-    for await (const piece of body) {
-      if (received + piece.length > length) throw badReply(`body longer than ${length} bytes`, true);
-      await req.onData(received, piece);
-      received += piece.length;
-    }
-    if (received !== length) throw badReply(`body ended after ${received} of ${length} bytes`, true);
-    return received;
+    req.onMetadata(metadataOf(res.headers, length));
+    return readBody(res, 0, length, req);
   }
 
-  async close(): Promise<void> {
-    await this.agent.destroy().catch(() => undefined);
+  close(): Promise<void> {
+    this.agents['http:'].destroy();
+    this.agents['https:'].destroy();
+    return Promise.resolve();
   }
 }
 
-function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+/** Hands the body to onData piece by piece (async iteration pauses the socket while onData runs). */
+async function readBody(res: IncomingMessage, start: number, length: number, req: RangeRequest): Promise<number> {
+  let received = 0;
+  for await (const piece of res as AsyncIterable<Buffer>) {
+    if (received + piece.length > length) throw badReply(`body longer than ${length} bytes`, true);
+    await req.onData(start + received, piece);
+    received += piece.length;
+  }
+  if (received !== length) throw badReply(`body ended after ${received} of ${length} bytes`, true);
+  return received;
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
@@ -175,11 +194,11 @@ function header(headers: Record<string, string | string[] | undefined>, name: st
  * A 200 is the same version when no validator was sent, or when it carries the validator we
  * sent (the upstream ignored Range, not If-Range's mismatch).
  */
-function sameVersion(headers: Record<string, string | string[] | undefined>, validator: string | null): boolean {
+function sameVersion(headers: IncomingHttpHeaders, validator: string | null): boolean {
   return validator === null || header(headers, 'etag') === validator || header(headers, 'last-modified') === validator;
 }
 
-function metadataOf(headers: Record<string, string | string[] | undefined>, totalSize: number): UpstreamMetadata {
+function metadataOf(headers: IncomingHttpHeaders, totalSize: number): UpstreamMetadata {
   return {
     totalSize,
     mimeType: header(headers, 'content-type') ?? null,
@@ -193,7 +212,8 @@ function badReply(message: string, transient = false): MediaCacheError {
 }
 
 function networkError(err: unknown, signal: AbortSignal): MediaCacheError {
-  if (signal.aborted || err instanceof undiciErrors.RequestAbortedError) {
+  if (err instanceof MediaCacheError) return err;
+  if (signal.aborted || (err as Error).name === 'AbortError') {
     return new MediaCacheError(ErrorCodes.ABORTED, 'download aborted', { cause: err });
   }
   const code = (err as { code?: string }).code ?? 'unknown';
