@@ -54,6 +54,7 @@ async function spawnServer(cmd: string, args: string[], label: string, env: Node
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
+    if (process.env.BENCH_DEBUG) process.stderr.write(d);
   });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
@@ -232,6 +233,19 @@ export function memoryOf(pid: number): { rss: number; hwm: number } | null {
     return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
   } catch {
     return null;
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /, '')
+      .split(' ');
+    // After the command name: state is field 3, so utime (14) and stime (15) sit at 11 and 12.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
   }
 }
 

@@ -52,7 +52,10 @@ export interface ChunkManagerEvents {
 export type DownloadOutcome = 'stored' | 'preempted' | 'cancelled' | 'failed' | 'shutdown' | 'invalidated';
 type AbortReason = Exclude<DownloadOutcome, 'stored' | 'failed'>;
 
-/** A chunk download under way. Its bytes [start, start + written) are in the file, not yet recorded. */
+/**
+ * A chunk download under way. Its bytes [start, start + written) are in the file, not yet
+ * recorded; [start + written, start + received) arrived and are being written (held in `recent`).
+ */
 interface InFlight {
   entryId: string;
   chunkIndex: number;
@@ -60,8 +63,9 @@ interface InFlight {
   start: number;
   end: number;
   written: number;
+  received: number;
   crc: number;
-  /** The last pieces written, kept so readers get fresh bytes without a disk round trip. */
+  /** The last pieces received, kept so readers get fresh bytes without a disk round trip. */
   recent: Array<{ position: number; data: Buffer }>;
   recentBytes: number;
   controller: AbortController;
@@ -173,13 +177,16 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     return this.generations.get(entryId) ?? 0;
   }
 
-  /** The in-flight download covering `position`, if its bytes have reached it. */
-  inflightAt(entry: EntryRow, position: number): { start: number; available: number } | undefined {
+  /**
+   * The in-flight download covering `position`, if its bytes have reached it: `available` bytes
+   * from `start` have arrived, the first `written` of them are in the file (the rest only in memory).
+   */
+  inflightAt(entry: EntryRow, position: number): { start: number; available: number; written: number } | undefined {
     const whole = this.wholeBodies.get(entry.id);
-    if (whole && position < whole.written) return { start: 0, available: whole.written };
+    if (whole && position < whole.written) return { start: 0, available: whole.written, written: whole.written };
     const f = this.inflight.get(key(entry.id, Math.floor(position / entry.chunkSize)));
-    if (!f || position < f.start || position >= f.start + f.written) return undefined;
-    return { start: f.start, available: f.written };
+    if (!f || position < f.start || position >= f.start + f.received) return undefined;
+    return { start: f.start, available: f.received, written: f.written };
   }
 
   /**
@@ -375,6 +382,7 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
       start,
       end: gap.end,
       written: 0,
+      received: 0,
       crc: 0,
       recent: [],
       recentBytes: 0,
@@ -414,6 +422,10 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
         if (!current) return;
         entry = current;
         whole = undefined;
+        // A piece that arrived but was never written is fetched again: forget it.
+        f.received = f.written;
+        f.recent = f.recent.filter((p) => p.position + p.data.length <= f.start + f.written);
+        f.recentBytes = f.recent.reduce((sum, p) => sum + p.data.length, 0);
         await this.downloader.fetchRange({
           url: entry.originalUrl,
           start: f.start + f.written,
@@ -434,13 +446,15 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
           },
           onData: async (position, data) => {
             if (whole) return this.onWholeData(entry, f, whole, position, data);
-            await this.store.write(entry.filePath, position, data);
-            f.crc = crc32(data, f.crc);
-            f.written += data.length;
+            // Readers get the piece from memory now, not after the disk write (first byte sooner).
             f.recent.push({ position, data });
             f.recentBytes += data.length;
             while (f.recentBytes > RECENT_BYTES && f.recent.length > 1) f.recentBytes -= f.recent.shift()?.data.length ?? 0;
+            f.received += data.length;
             this.wakeups.notify(f.entryId);
+            await this.store.write(entry.filePath, position, data);
+            f.crc = crc32(data, f.crc);
+            f.written += data.length;
             this.emit('download-progress', { entryId: f.entryId, chunkIndex: f.chunkIndex, position: position + data.length });
           },
         });

@@ -72,13 +72,16 @@ export class EntryReader {
       if (stop >= pos) {
         const last = Math.min(stop, end);
         const inMemory = row ? undefined : this.manager.liveBytes(this.entry, pos, last);
-        const upTo = inMemory ? pos + inMemory.length - 1 : last;
-        if (row) this.served.fromCache += upTo - pos + 1;
-        else this.served.live += upTo - pos + 1;
-        if (inMemory) yield inMemory;
-        else yield* this.readFile(pos, last);
-        pos = upTo + 1;
-        continue;
+        // Not in memory: read the file, which holds only what a download has finished writing.
+        const upTo = inMemory ? pos + inMemory.length - 1 : live ? Math.min(last, live.start + live.written - 1) : last;
+        if (upTo >= pos) {
+          if (row) this.served.fromCache += upTo - pos + 1;
+          else this.served.live += upTo - pos + 1;
+          if (inMemory) yield inMemory;
+          else yield* this.readFile(pos, upTo);
+          pos = upTo + 1;
+          continue;
+        }
       }
       this.fresh(); // throws if the entry failed or is gone, rather than waiting for nothing
       await this.manager.wakeups.wait(id, this.manager.options.waitTimeoutMs, this.signal);

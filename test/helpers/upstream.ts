@@ -42,6 +42,8 @@ export interface RequestLog {
   status: number;
   bytesSent: number;
   aborted: boolean;
+  /** performance.now() when the request's headers arrived. */
+  receivedAt: number;
 }
 
 export interface Upstream {
@@ -264,7 +266,7 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     const path = pathOf(req.url ?? '/');
-    const log: RequestLog = { method, path, status: 0, bytesSent: 0, aborted: false };
+    const log: RequestLog = { method, path, status: 0, bytesSent: 0, aborted: false, receivedAt: performance.now() };
     const range = header(req, 'range');
     const ifRange = header(req, 'if-range');
     if (range !== undefined) log.range = range;
