@@ -1,4 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=1
+import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { MediaCache, DEFAULTS, type CacheOptions, type EntryStatus } from './cache.js';
@@ -42,9 +43,12 @@ const sizeOrZero = (value: string): number => {
   return n;
 };
 
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+
 const program = new Command()
   .name('mediacache')
   .description('A caching streaming proxy for media: play and seek remote files as if they were local.')
+  .version(version, '-V, --version', 'print the version')
   .showHelpAfterError('(run with --help for usage)')
   .configureOutput({ outputError: (text, write) => write(text) })
   // Usage errors exit 2 (see the catch below) instead of commander's 1.

@@ -51,13 +51,16 @@ describe('the mediacache CLI against a real server', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  test('ls on an empty cache; --help; usage, unreachable and not-found exit codes', async () => {
+  test('ls on an empty cache; --help; --version; usage, unreachable and not-found exit codes', async () => {
     const empty = await run(['ls', '--server', url]);
     assert.equal(empty.code, 0);
     assert.equal(empty.stdout, 'no entries\n');
     const help = await run(['gc', '--help']);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /Usage: mediacache gc/);
+    const version = await run(['--version']);
+    assert.equal(version.code, 0);
+    assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
     const usage = await run(['ls', '--no-such-flag']);
     assert.equal(usage.code, 2);
     const badSize = await run(['pin', 'AAAAAAAAAAAAAAAAAAAAAA', '--head', 'lots', '--server', url]);
