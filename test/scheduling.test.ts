@@ -69,6 +69,8 @@ test('CRITICAL work pre-empts a background download, which keeps the prefix it w
     const seek = 25 * CHUNK + 17;
     const got = await readThenDisconnect(streamUrl, `bytes=${seek}-`, 1000);
     assert.equal(sha256(got), sha256(data.subarray(seek, seek + 1000)));
+    // The seek's bytes may reach the reader before the victim has finished recording its prefix.
+    await waitUntil(proxy.cache, () => outcomes.some((o) => o.chunkIndex === victim));
     assert.ok(
       outcomes.some((o) => o.outcome === 'preempted' && o.chunkIndex === victim),
       `the LOW download of chunk ${victim} was pre-empted: ${JSON.stringify(outcomes)}`,
