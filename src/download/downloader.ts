@@ -41,6 +41,8 @@ export interface DownloaderOptions {
 const TRANSIENT_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 const UNSATISFIED_RANGE = /^bytes \*\/(\d+)$/;
+/** OpenSSL's and Node's codes for a certificate that failed verification. */
+const TLS_REJECTED = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/;
 
 /** A validator usable in If-Range: a strong ETag, else a Last-Modified date (RFC 9110 §13.1.5). */
 export function ifRangeValidator(etag: string | null, lastModified: string | null): string | null {
@@ -217,6 +219,14 @@ function networkError(err: unknown, signal: AbortSignal): MediaCacheError {
     return new MediaCacheError(ErrorCodes.ABORTED, 'download aborted', { cause: err });
   }
   const code = (err as { code?: string }).code ?? 'unknown';
+  if (TLS_REJECTED.test(code)) {
+    // Retrying cannot change a certificate verdict: fail fast and say how to trust a private CA.
+    return new MediaCacheError(
+      ErrorCodes.UPSTREAM_NETWORK,
+      `upstream TLS certificate rejected (${code}); for a private CA start with NODE_EXTRA_CA_CERTS=ca.pem`,
+      { transient: false, cause: err },
+    );
+  }
   return new MediaCacheError(ErrorCodes.UPSTREAM_NETWORK, `upstream unreachable or reset (${code})`, {
     transient: true,
     cause: err,
