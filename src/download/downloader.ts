@@ -41,6 +41,8 @@ export interface DownloaderOptions {
 const TRANSIENT_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 const UNSATISFIED_RANGE = /^bytes \*\/(\d+)$/;
+const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
 /** OpenSSL's and Node's codes for a certificate that failed verification. */
 const TLS_REJECTED = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/;
 
@@ -80,7 +82,7 @@ export class Downloader {
     };
     if (req.validator) headers['if-range'] = req.validator;
 
-    const res = await this.send(req.url, headers, req.signal);
+    const res = await this.follow(req.url, headers, req.signal);
     const statusCode = res.statusCode ?? 0;
     try {
       if (statusCode === 416) {
@@ -123,6 +125,25 @@ export class Downloader {
       res.destroy();
       if (err instanceof MediaCacheError) throw err;
       throw networkError(err, req.signal);
+    }
+  }
+
+  /**
+   * Sends the GET, following up to MAX_REDIRECTS redirects (media behind a CDN or a signed URL) with
+   * the same Range and If-Range. Every request follows them afresh: signed targets expire.
+   */
+  private async follow(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
+    for (let hops = 0; ; hops++) {
+      const res = await this.send(url, headers, signal);
+      const location = REDIRECT_STATUS.has(res.statusCode ?? 0) ? res.headers.location : undefined;
+      if (location === undefined) return res;
+      res.resume(); // a redirect's small body: drained, its connection goes back to the pool
+      if (hops === MAX_REDIRECTS) throw badReply(`more than ${MAX_REDIRECTS} redirects`);
+      try {
+        url = new URL(location, url).href;
+      } catch (err) {
+        throw badReply(`redirect to an invalid Location`, false, err);
+      }
     }
   }
 
@@ -209,8 +230,8 @@ function metadataOf(headers: IncomingHttpHeaders, totalSize: number): UpstreamMe
   };
 }
 
-function badReply(message: string, transient = false): MediaCacheError {
-  return new MediaCacheError(ErrorCodes.UPSTREAM_BAD_REPLY, `upstream reply rejected: ${message}`, { transient });
+function badReply(message: string, transient = false, cause?: unknown): MediaCacheError {
+  return new MediaCacheError(ErrorCodes.UPSTREAM_BAD_REPLY, `upstream reply rejected: ${message}`, { transient, cause });
 }
 
 function networkError(err: unknown, signal: AbortSignal): MediaCacheError {

@@ -53,6 +53,8 @@ export interface Upstream {
   /** Serves a file from disk (read per slice, never held in memory): for fixtures of gigabytes. */
   setFileFromDisk(path: string, filePath: string, opts?: UpstreamFileOptions): void;
   deleteFile(path: string): void;
+  /** Answers requests for `path` with `status` and `Location: location` (relative or absolute). */
+  setRedirect(path: string, location: string, status?: number): void;
   options: UpstreamOptions;
   injectFault(fault: Fault, count?: number): void;
   readonly requests: RequestLog[];
@@ -209,6 +211,7 @@ function fileReply(file: StoredFile, req: IncomingMessage, options: UpstreamOpti
 
 export async function startUpstream(initialOptions: UpstreamOptions = {}): Promise<Upstream> {
   const files = new Map<string, StoredFile>();
+  const redirects = new Map<string, { location: string; status: number }>();
   const faults: Fault[] = [];
   const requests: RequestLog[] = [];
   const sentByPath = new Map<string, number>();
@@ -292,13 +295,17 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
     if (gone.signal.aborted) return;
 
     const file = files.get(path);
+    const redirect = redirects.get(path);
     let reply: Reply;
     if (method !== 'GET' && method !== 'HEAD') {
       reply = textReply(405, 'method not allowed\n');
       reply.headers['allow'] = 'GET, HEAD';
     } else if (method === 'HEAD' && headStatus !== undefined) reply = textReply(headStatus, '');
     else if (fault?.kind === 'status') reply = textReply(fault.status, `injected fault: status ${fault.status}\n`);
-    else if (file === undefined) reply = textReply(404, 'not found\n');
+    else if (redirect !== undefined) {
+      reply = textReply(redirect.status, `moved to ${redirect.location}\n`);
+      reply.headers['location'] = redirect.location;
+    } else if (file === undefined) reply = textReply(404, 'not found\n');
     else reply = fileReply(file, req, upstream.options);
 
     res.writeHead(reply.status, reply.headers);
@@ -346,6 +353,9 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
     deleteFile(path) {
       files.get(pathOf(path))?.dispose?.();
       files.delete(pathOf(path));
+    },
+    setRedirect(path, location, status = 302) {
+      redirects.set(pathOf(path), { location, status });
     },
     injectFault(fault, count = 1) {
       for (let i = 0; i < count; i++) faults.push(fault);
