@@ -5,7 +5,7 @@
 import { MediaCache, type CacheOptions } from './cache.js';
 
 export { MediaCache, DEFAULTS } from './cache.js';
-export type { CacheOptions, CacheEvents, EntryStatus, PriorityName } from './cache.js';
+export type { CacheOptions, CacheEvents, EntryStatus, PriorityName, VerifyReport } from './cache.js';
 export { startServer, DEFAULT_HOST, DEFAULT_PORT } from './server/http-server.js';
 export type { CacheServer, ServerOptions } from './server/http-server.js';
 export type { EntryInput } from './entry-input.js';

@@ -72,7 +72,7 @@ describe('the mediacache CLI against a real server', () => {
     assert.equal(missing.code, 4);
   });
 
-  test('prefetch URL → complete; ls, status, pin, unpin, stats, gc, rm', async () => {
+  test('prefetch URL → complete; ls, status, pin, unpin, stats, verify, gc, rm', async () => {
     const secret = `${upstream.url('/show/s01e01.mkv')}?api_key=hunter2`;
     const pre = await run(['prefetch', secret, '--pin', '--server', url]);
     assert.equal(pre.code, 0, pre.stderr);
@@ -108,6 +108,12 @@ describe('the mediacache CLI against a real server', () => {
     assert.ok((stats.totals.hits ?? 0) >= 1);
     const statsText = await run(['stats', '--server', url]);
     assert.match(statsText.stdout, /fetched upstream:\s+768\.1 KiB/);
+
+    const verify = await run(['verify', id, '--server', url]);
+    assert.equal(verify.code, 0, verify.stderr);
+    assert.match(verify.stdout, /^verified \d+ chunks \(768\.1 KiB\) of 1 entry\n$/);
+    const verifyAll = JSON.parse((await run(['verify', '--json', '--server', url])).stdout) as { bytes: number; damaged: unknown[] };
+    assert.deepEqual([verifyAll.bytes, verifyAll.damaged], [data.length, []]);
 
     const gc = await run(['gc', '--server', url]);
     assert.equal(gc.code, 0);

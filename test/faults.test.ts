@@ -1,11 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32 } from 'node:zlib';
-import { closeSync, ftruncateSync, openSync, readFileSync, readSync, readdirSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, readSync, readdirSync, statSync, utimesSync, writeSync } from 'node:fs';
 import { Agent, request as undiciRequest } from 'undici';
 import path from 'node:path';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
 import { fetchBytes, getRange, startProxy, waitComplete, type Proxy } from './helpers/harness.js';
+import type { VerifyReport } from '../src/cache.js';
 
 const CHUNK = 256 * 1024;
 
@@ -295,6 +296,47 @@ describe('cache file damaged behind our back', () => {
       upstream.resetStats();
       assert.equal(sha256((await fetchBytes(`${proxy.server.url}/stream/${id}`)).body), sha256(data));
       assert.equal(upstream.requests.length, 0, 'verified rows are served without upstream traffic');
+    } finally {
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+
+  test('bit rot that leaves size and mtime alone is found by verify; only the damaged chunk is fetched again', async () => {
+    const upstream = await startUpstream();
+    const data = makeData(4 * CHUNK, 63);
+    upstream.setFile('/quiet-rot.mp4', data);
+    const proxy = await startProxy({ chunkSize: CHUNK });
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/quiet-rot.mp4'));
+      assert.equal(sha256((await fetchBytes(streamUrl)).body), sha256(data));
+      await waitComplete(proxy, id);
+      await upstream.waitQuiet();
+      const file = path.join(proxy.cache.store.root, proxy.cache.repo.getEntry(id)?.filePath ?? '');
+      const before = statSync(file);
+      const fd = openSync(file, 'r+');
+      writeSync(fd, Buffer.from([(data[2 * CHUNK + 77] ?? 0) ^ 0x01]), 0, 1, 2 * CHUNK + 77);
+      closeSync(fd);
+      utimesSync(file, before.atime, before.mtime); // silent corruption: nothing on the surface moved
+
+      const verify = async (route: string): Promise<VerifyReport> => {
+        const res = await fetchBytes(`${proxy.server.url}${route}`, { method: 'POST' });
+        assert.equal(res.status, 200, res.body.toString());
+        return JSON.parse(res.body.toString()) as VerifyReport;
+      };
+      const found = await verify(`/api/entries/${id}/verify`);
+      assert.equal(found.entries, 1);
+      assert.equal(found.bytes, data.length, 'every stored byte re-read');
+      assert.deepEqual(found.damaged, [{ id, start: 2 * CHUNK, end: 3 * CHUNK - 1 }]);
+      assert.equal(proxy.cache.getEntry(id)?.state, 'Paused', 'no longer complete');
+
+      upstream.resetStats();
+      assert.equal(sha256((await fetchBytes(streamUrl)).body), sha256(data));
+      await waitComplete(proxy, id);
+      await upstream.waitQuiet();
+      assert.equal(upstream.bytesSent(), CHUNK, 'only the damaged chunk came from upstream');
+      const clean = await verify('/api/verify');
+      assert.deepEqual([clean.bytes, clean.damaged], [data.length, []]);
     } finally {
       await proxy.close();
       await upstream.close();

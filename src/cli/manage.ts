@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import cliProgress from 'cli-progress';
-import type { EntryStatus } from '../cache.js';
+import type { EntryStatus, VerifyReport } from '../cache.js';
 import type { GcReport } from '../store/evictor.js';
 import type { StatTotals } from '../stats/stats.js';
 import type { DiskUsage } from '../store/evictor.js';
@@ -21,7 +21,7 @@ export const sizeArg = (value: string): number => {
 
 const entryPath = (id: string, action = ''): string => `/api/entries/${encodeURIComponent(id)}${action && `/${action}`}`;
 
-/** ls, prefetch, pin, unpin, rm, gc, stats: all talk to a running server. */
+/** ls, prefetch, pin, unpin, rm, verify, gc, stats: all talk to a running server. */
 export function registerManageCommands(program: Command): void {
   program
     .command('ls')
@@ -68,6 +68,15 @@ export function registerManageCommands(program: Command): void {
     .addOption(serverOption())
     .addOption(configOption())
     .action(rm);
+
+  program
+    .command('verify')
+    .description('re-read cached bytes against their checksums (one entry, or all); damaged chunks are dropped')
+    .argument('[id]', 'entry id (default: every entry)')
+    .addOption(jsonOption())
+    .addOption(serverOption())
+    .addOption(configOption())
+    .action(verify);
 
   program
     .command('gc')
@@ -127,6 +136,18 @@ async function unpin(id: string, opts: ClientOpts): Promise<void> {
 async function rm(id: string, opts: ClientOpts): Promise<void> {
   await api(opts.server, entryPath(id), { method: 'DELETE' });
   process.stdout.write(`removed ${id}\n`);
+}
+
+async function verify(id: string | undefined, opts: ClientOpts): Promise<void> {
+  const { body } = await api(opts.server, id === undefined ? '/api/verify' : entryPath(id, 'verify'), { method: 'POST' });
+  const r = body as VerifyReport;
+  if (opts.json) return printJson(r);
+  const lines = [`verified ${r.chunks} chunks (${formatBytes(r.bytes)}) of ${r.entries} ${r.entries === 1 ? 'entry' : 'entries'}`];
+  for (const d of r.damaged) lines.push(`damaged: ${d.id} bytes ${d.start}-${d.end} (dropped)`);
+  if (r.damaged.length > 0) {
+    lines.push(`${r.damaged.length} damaged chunks dropped: they are downloaded again when played (prefetch restores an offline copy)`);
+  }
+  process.stdout.write(lines.join('\n') + '\n');
 }
 
 async function gc(opts: ClientOpts): Promise<void> {

@@ -128,17 +128,42 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     let writing = this.wholeBodies.has(entry.id);
     for (const f of this.inflight.values()) writing ||= f.entryId === entry.id;
     if (await this.verifier.check(entry.filePath, row, writing)) return true;
-    // The row may have been replaced meanwhile; drop exactly this one.
-    this.repo.evictChunks(entry.id, [[row.start, row.end]]);
-    this.verifier.forget(entry.filePath, row.start);
-    this.emit('chunk-invalid', { entryId: entry.id, start: row.start, end: row.end });
+    this.dropInvalid(entry, row);
+    // A reader is waiting for these bytes: fetch them again at once.
     const now = Date.now();
     for (let i = Math.floor(row.start / entry.chunkSize); i <= Math.floor(row.end / entry.chunkSize); i++) {
       this.raise(entry.id, i, Priority.CRITICAL, now);
     }
     this.pump();
-    this.emitState(entry.id);
     return false;
+  }
+
+  /**
+   * A scrub: re-reads every stored row of the entry and checks its CRC-32, whatever earlier checks
+   * found. Damaged rows are dropped (downloaded again when read or pre-cached); rows that went
+   * away meanwhile (eviction, removal) are not counted.
+   */
+  async scrub(entry: EntryRow): Promise<{ chunks: number; bytes: number; damaged: Array<{ start: number; end: number }> }> {
+    const report = { chunks: 0, bytes: 0, damaged: [] as Array<{ start: number; end: number }> };
+    for (const row of this.repo.listChunks(entry.id)) {
+      const ok = await this.verifier.recheck(entry.filePath, row);
+      const current = this.repo.chunkCovering(entry.id, row.start);
+      if (!current || current.end !== row.end || current.checksum !== row.checksum) continue;
+      report.chunks++;
+      report.bytes += row.end - row.start + 1;
+      if (ok) continue;
+      this.dropInvalid(entry, row);
+      report.damaged.push({ start: row.start, end: row.end });
+    }
+    return report;
+  }
+
+  /** Drops exactly this row (it may have been replaced meanwhile) and says so. */
+  private dropInvalid(entry: EntryRow, row: ChunkRow): void {
+    this.repo.evictChunks(entry.id, [[row.start, row.end]]);
+    this.verifier.forget(entry.filePath, row.start);
+    this.emit('chunk-invalid', { entryId: entry.id, start: row.start, end: row.end });
+    this.emitState(entry.id);
   }
 
   /** Resumes the persisted queue. */

@@ -55,6 +55,10 @@ export async function handleApi(
       if (method === 'DELETE') return sendJson(res, 200, withUrl(await cache.pausePrefetch(id)));
       throw methodNotAllowed(method);
     }
+    if (action === 'verify') {
+      if (method !== 'POST') throw methodNotAllowed(method);
+      return sendJson(res, 200, await cache.verify(id));
+    }
     if (action === 'pin') {
       if (method === 'POST') {
         const body = PinBody.safeParse(req.headers['content-type'] ? await readJson(req, BODY_LIMIT) : {});
@@ -68,6 +72,10 @@ export async function handleApi(
   if (parts.length === 1 && parts[0] === 'stats') {
     if (method !== 'GET') throw methodNotAllowed(method);
     return sendJson(res, 200, cache.statistics());
+  }
+  if (parts.length === 1 && parts[0] === 'verify') {
+    if (method !== 'POST') throw methodNotAllowed(method);
+    return sendJson(res, 200, await cache.verify());
   }
   if (parts.length === 1 && parts[0] === 'gc') {
     if (method !== 'POST') throw methodNotAllowed(method);

@@ -56,6 +56,19 @@ export class ChunkVerifier {
       this.files.set(file, base);
     }
     if (base.rows.has(row.start)) return true;
+    if (!(await this.crcMatches(file, row))) return false;
+    base.rows.add(row.start);
+    return true;
+  }
+
+  /** Reads the row's bytes again whatever earlier checks found (a scrub: bit rot leaves mtime alone). */
+  async recheck(file: string, row: ChunkRow): Promise<boolean> {
+    if ((await this.stat(file)) && (await this.crcMatches(file, row))) return true;
+    this.forget(file, row.start);
+    return false;
+  }
+
+  private async crcMatches(file: string, row: ChunkRow): Promise<boolean> {
     let crc = 0;
     for (let pos = row.start; pos <= row.end;) {
       const length = Math.min(VERIFY_READ, row.end - pos + 1);
@@ -64,9 +77,7 @@ export class ChunkVerifier {
       crc = crc32(buf, crc);
       pos += length;
     }
-    if (crc !== row.checksum) return false;
-    base.rows.add(row.start);
-    return true;
+    return crc === row.checksum;
   }
 
   /** The file is gone or its rows were dropped. */
