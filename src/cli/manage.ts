@@ -159,7 +159,8 @@ async function verify(id: string | undefined, opts: ClientOpts): Promise<void> {
     r.damaged.push(...one.damaged);
   }
   if (opts.json) return printJson(r);
-  const lines = [`verified ${r.chunks} chunks (${formatBytes(r.bytes)}) of ${r.entries} ${r.entries === 1 ? 'entry' : 'entries'}`];
+  const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
+  const lines = [`verified ${plural(r.chunks, 'chunk', 'chunks')} (${formatBytes(r.bytes)}) of ${plural(r.entries, 'entry', 'entries')}`];
   for (const d of r.damaged) lines.push(`damaged: ${d.id} bytes ${d.start}-${d.end} (dropped)`);
   if (r.damaged.length > 0) {
     lines.push(`${r.damaged.length} damaged chunks dropped: they are downloaded again when played (prefetch restores an offline copy)`);
