@@ -363,6 +363,7 @@ function database(workDir: string): void {
       chunkSize: chunk,
       createdAt: now,
       lastAccessed: now,
+      bitrate: null,
     });
     repo.setEntryMetadata(id, { expectedTotalSize: 100 * chunk, mimeType: 'video/mp4', etag: null, lastModified: null });
     for (let c = 0; c < 100; c++) {

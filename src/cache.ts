@@ -20,7 +20,10 @@ export interface CacheOptions {
   /** Bytes per chunk for new entries (existing entries keep theirs). Default 10 MiB. */
   chunkSize?: number;
   maxConcurrentDownloads?: number;
+  /** Chunks a reader's download runs ahead of it; the cap when the bitrate is known. Default 10. */
   lookaheadChunks?: number;
+  /** Seconds of playback fetched ahead of a reader when the entry's bitrate is known. Default 60. */
+  lookaheadSeconds?: number;
   /** How long a reader waits for missing bytes before giving up. Default 30 s. */
   waitTimeoutMs?: number;
   /** Fill every opened entry's gaps at LOW priority. Default true. */
@@ -49,6 +52,7 @@ export const DEFAULTS = {
   chunkSize: 10 * 1024 * 1024,
   maxConcurrentDownloads: 3,
   lookaheadChunks: 10,
+  lookaheadSeconds: 60,
   waitTimeoutMs: 30_000,
   backgroundFill: true,
   retry: { attempts: 5, baseDelayMs: 250, maxDelayMs: 8_000 },
@@ -84,6 +88,8 @@ export interface EntryStatus {
   pinned: boolean;
   /** Head pin: bytes kept from the start (plus the tail chunk); null when all or nothing is pinned. */
   pinHeadBytes: number | null;
+  /** Bits per second, when given at add time; lookahead is then sized in seconds of playback. */
+  bitrate: number | null;
   /** Download progress: percent stored, recent rate, and time left at that rate. */
   progress: { percent: number | null; bytesPerSecond: number; etaSeconds: number | null };
 }
@@ -141,6 +147,7 @@ export class MediaCache {
     this.manager = new ChunkManager(this.repo, this.store, this.downloader, {
       maxConcurrentDownloads: options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads,
       lookaheadChunks: options.lookaheadChunks ?? DEFAULTS.lookaheadChunks,
+      lookaheadSeconds: options.lookaheadSeconds ?? DEFAULTS.lookaheadSeconds,
       waitTimeoutMs: options.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
       backgroundFill: options.backgroundFill ?? DEFAULTS.backgroundFill,
       retry: { ...DEFAULTS.retry, ...options.retry },
@@ -188,6 +195,7 @@ export class MediaCache {
     const existing = this.repo.findEntryByKey(cacheKey);
     if (existing) {
       if (existing.originalUrl !== valid.url) this.repo.updateEntryUrl(existing.id, valid.url);
+      if (valid.bitrate !== undefined && existing.bitrate !== valid.bitrate) this.repo.setEntryBitrate(existing.id, valid.bitrate);
       return { entry: this.statusOf(existing.id), created: false };
     }
     // An id starting with '-' would read as an option on the command line (`mediacache status -x…`).
@@ -206,6 +214,7 @@ export class MediaCache {
       chunkSize: this.chunkSize,
       createdAt: now,
       lastAccessed: now,
+      bitrate: valid.bitrate ?? null,
     });
     this.manager.emitState(id);
     return { entry: this.statusOf(id), created: true };
@@ -379,6 +388,7 @@ export class MediaCache {
       accessCount: entry.accessCount,
       pinned: entry.pinned,
       pinHeadBytes: entry.pinHeadBytes,
+      bitrate: entry.bitrate,
       progress: this.progressOf(entry.expectedTotalSize, facts.storedBytes, id),
     };
   }

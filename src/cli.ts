@@ -6,7 +6,7 @@ import { MediaCache, DEFAULTS, type CacheOptions, type EntryStatus } from './cac
 import { startServer, isLoopback, DEFAULT_HOST, DEFAULT_PORT } from './server/http-server.js';
 import { ErrorCodes, MediaCacheError, isMediaCacheError } from './errors.js';
 import { moveDatabaseAside } from './cli/reset-db.js';
-import { parseSize } from './units.js';
+import { parseBitrate, parseSize } from './units.js';
 import { startActivityLog } from './stats/activity-log.js';
 import { CliError, EXIT, api, jsonOption, printJson, serverOption } from './cli/client.js';
 import { applyConfigFile, configOption } from './cli/config.js';
@@ -36,6 +36,11 @@ const hostList = (value: string): string[] => {
     .filter(Boolean);
   if (hosts.length === 0 || hosts.some((h) => /[\s/]/.test(h))) throw new InvalidArgumentError('expected HOST[,HOST...]');
   return hosts;
+};
+const bitrate = (value: string): number => {
+  const n = parseBitrate(value);
+  if (n === undefined) throw new InvalidArgumentError('expected a bitrate in bits per second, such as 8000000, 8Mbps or 800kbps.');
+  return n;
 };
 const sizeOrZero = (value: string): number => {
   const n = parseSize(value);
@@ -74,10 +79,16 @@ program
       .default(DEFAULTS.maxConcurrentDownloads),
   )
   .addOption(
-    new Option('--lookahead-chunks <n>', 'chunks fetched ahead of a reader at HIGH priority')
+    new Option('--lookahead-chunks <n>', "chunks fetched ahead of a reader at HIGH priority (when the entry's bitrate is unknown)")
       .env('MEDIACACHE_LOOKAHEAD_CHUNKS')
       .argParser(positiveInt('lookahead-chunks'))
       .default(DEFAULTS.lookaheadChunks),
+  )
+  .addOption(
+    new Option('--lookahead-s <s>', "seconds of playback fetched ahead of a reader when the entry's bitrate is known")
+      .env('MEDIACACHE_LOOKAHEAD_S')
+      .argParser(positiveInt('lookahead-s'))
+      .default(DEFAULTS.lookaheadSeconds),
   )
   .addOption(
     new Option('--wait-timeout-s <s>', 'how long a read waits for missing bytes')
@@ -135,6 +146,7 @@ program
   .option('--source-id <id>', 'media server id (with --media-id: a cache key that survives token rotation)')
   .option('--media-id <id>', 'item id on that server')
   .option('--quality <q>', 'quality or version of the item')
+  .option('--bitrate <rate>', 'bits per second of the media (e.g. 8Mbps): lookahead is then sized in seconds', bitrate)
   .addOption(jsonOption().default(false))
   .addOption(serverOption())
   .addOption(configOption())
@@ -158,6 +170,7 @@ interface ServeOptions {
   chunkSize: number;
   maxConcurrentDownloads: number;
   lookaheadChunks: number;
+  lookaheadS: number;
   waitTimeoutS: number;
   backgroundFill: boolean;
   maxSize?: number;
@@ -184,6 +197,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     chunkSize: opts.chunkSize,
     maxConcurrentDownloads: opts.maxConcurrentDownloads,
     lookaheadChunks: opts.lookaheadChunks,
+    lookaheadSeconds: opts.lookaheadS,
     waitTimeoutMs: opts.waitTimeoutS * 1000,
     backgroundFill: opts.backgroundFill,
     maxSize: opts.maxSize,
@@ -250,12 +264,12 @@ async function openCache(options: CacheOptions & { dataDir: string }, resetDb: b
 
 async function add(
   url: string,
-  opts: { sourceId?: string; mediaId?: string; quality?: string; json?: boolean; server: string },
+  opts: { sourceId?: string; mediaId?: string; quality?: string; bitrate?: number; json?: boolean; server: string },
 ): Promise<void> {
   const { body } = await api(opts.server, '/api/entries', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ url, sourceId: opts.sourceId, mediaId: opts.mediaId, quality: opts.quality }),
+    body: JSON.stringify({ url, sourceId: opts.sourceId, mediaId: opts.mediaId, quality: opts.quality, bitrate: opts.bitrate }),
   });
   const entry = body as EntryStatus & { streamUrl: string };
   if (opts.json) printJson(entry);

@@ -17,6 +17,8 @@ export const EntryInputSchema = z
     sourceId: z.string().min(1).max(256).optional(),
     mediaId: z.string().min(1).max(256).optional(),
     quality: z.string().min(1).max(64).optional(),
+    /** Bits per second of the media, as the media server reports it: sizes lookahead in seconds. */
+    bitrate: z.number().int().positive().max(10_000_000_000).optional(),
   })
   .strict()
   .refine((v) => (v.sourceId === undefined) === (v.mediaId === undefined), {

@@ -25,6 +25,16 @@ export function parseSize(text: string): number | undefined {
   return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
+const RATE_UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9 };
+
+/** Parses a bitrate in bits per second: `8000000`, `8M`, `8Mbps`, `800kbps`, `1.5G`; undefined otherwise. */
+export function parseBitrate(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:bps|b\/s)?\s*$/i.exec(text);
+  if (!m) return undefined;
+  const bits = Math.round(Number(m[1]) * (RATE_UNITS[(m[2] ?? '').toLowerCase()] ?? NaN));
+  return Number.isSafeInteger(bits) && bits > 0 ? bits : undefined;
+}
+
 /** 10485760 → "10.0 MiB". */
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -104,6 +104,9 @@ test('bad input gets a JSON 4xx with an error code', async () => {
     [{}, 400],
     [{ url: upstream.url('/x'), sourceId: 'only-source' }, 400],
     [{ url: upstream.url('/x'), extra: true }, 400],
+    [{ url: upstream.url('/x'), bitrate: 0 }, 400],
+    [{ url: upstream.url('/x'), bitrate: 1.5 }, 400],
+    [{ url: upstream.url('/x'), bitrate: '8M' }, 400],
   ];
   for (const [body, status] of cases) {
     const res = await post(body);

@@ -226,6 +226,7 @@ describe('planEviction', () => {
     accessCount: 0,
     pinned: false,
     pinHeadBytes: null,
+    bitrate: null,
     ...over,
   });
   const rows = Array.from({ length: 10 }, (_, i) => ({ start: i * 100, end: i * 100 + 99, checksum: 0, downloadedAt: 0 }));

@@ -50,6 +50,44 @@ test('opening an entry queues its head and tail chunks at HIGH', async () => {
   }
 });
 
+test('with a known bitrate, lookahead covers seconds of playback instead of a fixed count of chunks', async () => {
+  const data = makeData(40 * CHUNK, 35);
+  upstream.setFile('/bitrate.mkv', data);
+  const last = 39;
+  /** The HIGH set the reader asks for when its lookahead starts (after 1 MiB), as queued then. */
+  const firstLookahead = async (extra: { bitrate?: number }): Promise<number[]> => {
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, lookaheadChunks: 6, lookaheadSeconds: 2 });
+    try {
+      const { id, streamUrl } = await proxy.add(upstream.url('/bitrate.mkv'), extra);
+      let asked: number[] | undefined;
+      // want() queues the whole set before the pump starts the first download: snapshot then.
+      proxy.cache.on('download-started', ({ entryId, chunkIndex, priority }) => {
+        if (asked || entryId !== id || priority !== Priority.HIGH || chunkIndex === 0 || chunkIndex === last) return;
+        asked = proxy.cache.repo
+          .queueFor(id)
+          .filter((r) => r.priority === Priority.HIGH && r.chunkIndex !== 0 && r.chunkIndex !== last)
+          .map((r) => r.chunkIndex)
+          .sort((a, b) => a - b);
+      });
+      const res = await fetchBytes(streamUrl);
+      assert.equal(sha256(res.body), sha256(data));
+      assert.ok(asked, 'lookahead was asked for');
+      assert.equal(proxy.cache.getEntry(id)?.bitrate, extra.bitrate ?? null);
+      return asked;
+    } finally {
+      await proxy.close();
+    }
+  };
+  const contiguous = (set: number[]): boolean => set.every((c, i) => c === (set[0] ?? 0) + i);
+  // 1 Mbit/s = 125,000 B/s; 2 s = 250,000 B = 3.8 chunks of 64 KiB → 4.
+  const timed = await firstLookahead({ bitrate: 1_000_000 });
+  assert.equal(timed.length, 4, JSON.stringify(timed));
+  assert.ok(contiguous(timed) && (timed[0] ?? 0) >= 17, JSON.stringify(timed));
+  const fixed = await firstLookahead({});
+  assert.equal(fixed.length, 6, JSON.stringify(fixed));
+  assert.ok(contiguous(fixed), JSON.stringify(fixed));
+});
+
 test('CRITICAL work pre-empts a background download, which keeps the prefix it wrote', async () => {
   const data = makeData(30 * CHUNK, 32);
   upstream.setFile('/preempt.mp4', data);

@@ -32,6 +32,7 @@ function newEntry(): string {
     chunkSize: 100,
     createdAt: 1,
     lastAccessed: 1,
+    bitrate: null,
   });
   return id;
 }

@@ -22,6 +22,7 @@ export function describe(e: EntryStatus): string {
     `url:        ${e.url}`,
     `state:      ${e.state}`,
     `size:       ${e.totalBytes === null ? 'unknown' : formatBytes(e.totalBytes)}`,
+    `bitrate:    ${e.bitrate === null ? 'unknown' : `${(e.bitrate / 1e6).toFixed(1)} Mbit/s`}`,
     `cached:     ${formatBytes(e.downloadedBytes)} (${percent(e)})`,
     `pending:    ${e.pendingChunks} chunk(s)`,
     `pinned:     ${pinText(e)}`,

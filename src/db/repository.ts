@@ -28,6 +28,8 @@ export interface EntryRow {
   pinned: boolean;
   /** Head pin: bytes from the start kept; null pins the whole entry. Set only when pinned. */
   pinHeadBytes: number | null;
+  /** The media's bitrate in bits per second, when the caller knows it. */
+  bitrate: number | null;
 }
 
 /** A stored byte range, `end` inclusive. */
@@ -78,6 +80,7 @@ export interface CacheRepository {
   findEntryByKey(cacheKey: string): EntryRow | undefined;
   listEntries(): EntryRow[];
   updateEntryUrl(id: string, url: string): void;
+  setEntryBitrate(id: string, bitrate: number | null): void;
   setEntryMetadata(id: string, meta: EntryMetadata): void;
   setEntryError(id: string, message: string | null): void;
   touchEntry(id: string, now: number): void;
@@ -150,6 +153,7 @@ interface EntryDbRow {
   access_count: number;
   pinned: number;
   pin_head_bytes: number | null;
+  bitrate: number | null;
 }
 
 interface FactsDbRow extends EntryDbRow {
@@ -187,6 +191,7 @@ const toEntry = (r: EntryDbRow): EntryRow => ({
   accessCount: r.access_count,
   pinned: r.pinned === 1,
   pinHeadBytes: r.pin_head_bytes,
+  bitrate: r.bitrate,
 });
 
 const toFacts = (r: FactsDbRow): EntryFacts => ({
@@ -255,12 +260,13 @@ export class SqliteRepository implements CacheRepository {
     const db = this.db;
     this.stmts = {
       insertEntry: db.prepare(`INSERT INTO cache_entries
-        (id, cache_key, source_id, media_id, quality, original_url, file_path, chunk_size, created_at, last_accessed)
-        VALUES (@id, @cacheKey, @sourceId, @mediaId, @quality, @originalUrl, @filePath, @chunkSize, @createdAt, @lastAccessed)`),
+        (id, cache_key, source_id, media_id, quality, original_url, file_path, chunk_size, created_at, last_accessed, bitrate)
+        VALUES (@id, @cacheKey, @sourceId, @mediaId, @quality, @originalUrl, @filePath, @chunkSize, @createdAt, @lastAccessed, @bitrate)`),
       getEntry: db.prepare<[string], EntryDbRow>('SELECT * FROM cache_entries WHERE id = ?'),
       findByKey: db.prepare<[string], EntryDbRow>('SELECT * FROM cache_entries WHERE cache_key = ?'),
       listEntries: db.prepare<[], EntryDbRow>('SELECT * FROM cache_entries ORDER BY created_at, id'),
       updateUrl: db.prepare('UPDATE cache_entries SET original_url = ? WHERE id = ?'),
+      setBitrate: db.prepare('UPDATE cache_entries SET bitrate = ? WHERE id = ?'),
       setMeta: db.prepare(`UPDATE cache_entries SET expected_total_size = @expectedTotalSize,
         mime_type = @mimeType, etag = @etag, last_modified = @lastModified WHERE id = @id`),
       setError: db.prepare('UPDATE cache_entries SET error_message = ? WHERE id = ?'),
@@ -349,6 +355,9 @@ export class SqliteRepository implements CacheRepository {
   }
   updateEntryUrl(id: string, url: string): void {
     this.stmts.updateUrl.run(url, id);
+  }
+  setEntryBitrate(id: string, bitrate: number | null): void {
+    this.stmts.setBitrate.run(bitrate, id);
   }
   setEntryMetadata(id: string, meta: EntryMetadata): void {
     this.stmts.setMeta.run({ id, ...meta });

@@ -60,4 +60,9 @@ export const MIGRATIONS: readonly string[] = [
     value INTEGER NOT NULL DEFAULT 0
   ) STRICT, WITHOUT ROWID;
   `,
+  // 3: the media's bitrate when the caller knows it (media servers do), so lookahead can be
+  // sized in seconds of playback rather than in chunks.
+  `
+  ALTER TABLE cache_entries ADD COLUMN bitrate INTEGER;  -- bits per second; NULL when unknown
+  `,
 ];

@@ -21,6 +21,7 @@ export interface RetryPolicy {
 export interface ChunkManagerOptions {
   maxConcurrentDownloads: number;
   lookaheadChunks: number;
+  lookaheadSeconds: number;
   waitTimeoutMs: number;
   /** Queue every missing chunk of an opened entry at LOW priority. */
   backgroundFill: boolean;

@@ -9,6 +9,16 @@ import { ErrorCodes, MediaCacheError, STORAGE_FAILURE } from '../errors.js';
  */
 const LOOKAHEAD_AFTER_BYTES = 1024 * 1024;
 
+/**
+ * How many chunks a reader's downloads run ahead of it: `seconds` of playback when the entry's
+ * bitrate is known (at least one chunk), else the fixed `chunks`. A fixed count is 100 MiB
+ * with the defaults: minutes of a 4 Mbps stream that a player may never reach.
+ */
+export function lookaheadChunks(entry: Pick<EntryRow, 'bitrate' | 'chunkSize'>, fixed: { chunks: number; seconds: number }): number {
+  if (entry.bitrate === null) return fixed.chunks;
+  return Math.max(1, Math.ceil(((entry.bitrate / 8) * fixed.seconds) / entry.chunkSize));
+}
+
 export interface ServedBytes {
   fromCache: number;
   live: number;
@@ -136,7 +146,9 @@ export class EntryReader {
     const lookahead: number[] = [];
     if (withLookahead && entry.expectedTotalSize !== null) {
       const lastChunk = Math.floor(Math.min(end, entry.expectedTotalSize - 1) / entry.chunkSize);
-      for (let i = index + 1; i <= Math.min(lastChunk, index + this.manager.options.lookaheadChunks); i++) {
+      const { lookaheadChunks: chunks, lookaheadSeconds: seconds } = this.manager.options;
+      const ahead = lookaheadChunks(entry, { chunks, seconds });
+      for (let i = index + 1; i <= Math.min(lastChunk, index + ahead); i++) {
         lookahead.push(i);
       }
     }

@@ -14,7 +14,10 @@ export interface Proxy {
   server: CacheServer;
   dataDir: string;
   /** Registers a URL and returns its entry id and stream URL. */
-  add(url: string, extra?: { sourceId?: string; mediaId?: string; quality?: string }): Promise<{ id: string; streamUrl: string }>;
+  add(
+    url: string,
+    extra?: { sourceId?: string; mediaId?: string; quality?: string; bitrate?: number },
+  ): Promise<{ id: string; streamUrl: string }>;
   /** Closes server and cache, keeping the data dir (for restart tests). */
   stop(): Promise<void>;
   /** stop() and delete the data dir. */
