@@ -20,7 +20,7 @@ export interface CacheOptions {
   /** Bytes per chunk for new entries (existing entries keep theirs). Default 10 MiB. */
   chunkSize?: number;
   maxConcurrentDownloads?: number;
-  /** Chunks a reader's download runs ahead of it; the cap when the bitrate is known. Default 10. */
+  /** Chunks fetched ahead of a reader when the entry's bitrate is unknown. Default 10. */
   lookaheadChunks?: number;
   /** Seconds of playback fetched ahead of a reader when the entry's bitrate is known. Default 60. */
   lookaheadSeconds?: number;
