@@ -155,6 +155,12 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
       if (ok) continue;
       this.dropInvalid(entry, row);
       report.damaged.push({ start: row.start, end: row.end });
+      // A reader waiting on these chunks would not ask again: fetch them for it now.
+      const wanted = this.demand.get(entry.id);
+      for (let i = Math.floor(row.start / entry.chunkSize); i <= Math.floor(row.end / entry.chunkSize); i++) {
+        if (wanted?.has(i)) this.raise(entry.id, i, Priority.CRITICAL, Date.now());
+      }
+      this.pump();
     }
     return report;
   }
@@ -269,19 +275,25 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
    */
   want(entry: EntryRow, held: ReadonlySet<number>, critical: number, lookahead: readonly number[], position?: number): Set<number> {
     const next = new Set<number>([critical, ...lookahead]);
-    // A seek mid-chunk starts the download at the reader, not at the chunk's first byte.
-    const running = this.inflight.get(key(entry.id, critical));
-    if (position !== undefined && (!running || running.abortReason)) this.seekStarts.set(key(entry.id, critical), position);
     const now = Date.now();
     const counts = this.demandOf(entry.id);
+    let raised = false;
     for (const index of next) {
       if (!held.has(index)) counts.set(index, (counts.get(index) ?? 0) + 1);
-      const priority = index === critical ? Priority.CRITICAL : Priority.HIGH;
-      if (this.missingStart(entry, index) !== null) this.raise(entry.id, index, priority, now);
+      // Stored chunks (every chunk of a complete entry) need no queue work: a cached read costs
+      // no statement here.
+      if (entry.isComplete || this.missingStart(entry, index) === null) continue;
+      if (index === critical && position !== undefined) {
+        // A seek mid-chunk starts the download at the reader, not at the chunk's first byte.
+        const running = this.inflight.get(key(entry.id, critical));
+        if (!running || running.abortReason) this.seekStarts.set(key(entry.id, critical), position);
+      }
+      this.raise(entry.id, index, index === critical ? Priority.CRITICAL : Priority.HIGH, now);
+      raised = true;
     }
     const dropped = [...held].filter((i) => !next.has(i));
     this.release(entry.id, dropped);
-    this.pump();
+    if (raised) this.pump();
     return next;
   }
 
@@ -290,6 +302,7 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     const counts = this.demand.get(entryId);
     if (!counts) return;
     let prefetching: boolean | undefined;
+    let changed = false;
     for (const index of indexes) {
       const n = (counts.get(index) ?? 0) - 1;
       if (n > 0) {
@@ -299,6 +312,7 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
       counts.delete(index);
       const row = this.repo.getQueueRow(entryId, index);
       if (!row || row.priority > Priority.HIGH) continue;
+      changed = true;
       prefetching ??= this.repo.queueFor(entryId).some((r) => r.priority === Priority.MEDIUM);
       const fallback = prefetching ? Priority.MEDIUM : this.options.backgroundFill ? Priority.LOW : null;
       const f = this.inflight.get(key(entryId, index));
@@ -312,7 +326,7 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
       }
     }
     if (counts.size === 0) this.demand.delete(entryId);
-    this.pump();
+    if (changed) this.pump();
   }
 
   private demandOf(entryId: string): Map<number, number> {
