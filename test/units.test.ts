@@ -24,7 +24,7 @@ test('bitrates in bits per second: 8000000, 8M, 8Mbps, 800kbps, 1.5G', () => {
 });
 
 test('lookahead: seconds of playback when the bitrate is known (at least one chunk), else the fixed count', () => {
-  const fixed = { chunks: 10, seconds: 60 };
+  const fixed = { lookaheadChunks: 10, lookaheadSeconds: 60 };
   const chunkSize = 10 * 2 ** 20;
   assert.equal(lookaheadChunks({ bitrate: null, chunkSize }, fixed), 10);
   // 4 Mbit/s for 60 s = 30 MB = 2.9 chunks of 10 MiB → 3; 80 Mbit/s (4K) → 600 MB → 58.

@@ -129,13 +129,7 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
     let writing = this.wholeBodies.has(entry.id);
     for (const f of this.inflight.values()) writing ||= f.entryId === entry.id;
     if (await this.verifier.check(entry.filePath, row, writing)) return true;
-    this.dropInvalid(entry, row);
-    // A reader is waiting for these bytes: fetch them again at once.
-    const now = Date.now();
-    for (let i = Math.floor(row.start / entry.chunkSize); i <= Math.floor(row.end / entry.chunkSize); i++) {
-      this.raise(entry.id, i, Priority.CRITICAL, now);
-    }
-    this.pump();
+    this.dropInvalid(entry, row, 'all'); // the reader asking waits for these bytes
     return false;
   }
 
@@ -153,23 +147,30 @@ export class ChunkManager extends EventEmitter<ChunkManagerEvents> {
       report.chunks++;
       report.bytes += row.end - row.start + 1;
       if (ok) continue;
-      this.dropInvalid(entry, row);
+      this.dropInvalid(entry, row, 'wanted');
       report.damaged.push({ start: row.start, end: row.end });
-      // A reader waiting on these chunks would not ask again: fetch them for it now.
-      const wanted = this.demand.get(entry.id);
-      for (let i = Math.floor(row.start / entry.chunkSize); i <= Math.floor(row.end / entry.chunkSize); i++) {
-        if (wanted?.has(i)) this.raise(entry.id, i, Priority.CRITICAL, Date.now());
-      }
-      this.pump();
     }
     return report;
   }
 
-  /** Drops exactly this row (it may have been replaced meanwhile) and says so. */
-  private dropInvalid(entry: EntryRow, row: ChunkRow): void {
+  /**
+   * Drops exactly this row (it may have been replaced meanwhile), says so, and queues its chunks
+   * again at CRITICAL: all of them, or only those a reader holds (a reader waiting on a chunk
+   * would not ask for it again).
+   */
+  private dropInvalid(entry: EntryRow, row: ChunkRow, refetch: 'all' | 'wanted'): void {
     this.repo.evictChunks(entry.id, [[row.start, row.end]]);
     this.verifier.forget(entry.filePath, row.start);
     this.emit('chunk-invalid', { entryId: entry.id, start: row.start, end: row.end });
+    const wanted = this.demand.get(entry.id);
+    const now = Date.now();
+    let raised = false;
+    for (let i = Math.floor(row.start / entry.chunkSize); i <= Math.floor(row.end / entry.chunkSize); i++) {
+      if (refetch === 'wanted' && !wanted?.has(i)) continue;
+      this.raise(entry.id, i, Priority.CRITICAL, now);
+      raised = true;
+    }
+    if (raised) this.pump();
     this.emitState(entry.id);
   }
 

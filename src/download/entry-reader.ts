@@ -1,6 +1,6 @@
 import type { CacheRepository, EntryRow } from '../db/repository.js';
 import type { ChunkStore } from '../store/chunk-store.js';
-import type { ChunkManager } from './chunk-manager.js';
+import type { ChunkManager, ChunkManagerOptions } from './chunk-manager.js';
 import { ErrorCodes, MediaCacheError, STORAGE_FAILURE } from '../errors.js';
 
 /**
@@ -14,9 +14,12 @@ const LOOKAHEAD_AFTER_BYTES = 1024 * 1024;
  * bitrate is known (at least one chunk), else the fixed `chunks`. A fixed count is 100 MiB
  * with the defaults: minutes of a 4 Mbps stream that a player may never reach.
  */
-export function lookaheadChunks(entry: Pick<EntryRow, 'bitrate' | 'chunkSize'>, fixed: { chunks: number; seconds: number }): number {
-  if (entry.bitrate === null) return fixed.chunks;
-  return Math.max(1, Math.ceil(((entry.bitrate / 8) * fixed.seconds) / entry.chunkSize));
+export function lookaheadChunks(
+  entry: Pick<EntryRow, 'bitrate' | 'chunkSize'>,
+  options: Pick<ChunkManagerOptions, 'lookaheadChunks' | 'lookaheadSeconds'>,
+): number {
+  if (entry.bitrate === null) return options.lookaheadChunks;
+  return Math.max(1, Math.ceil(((entry.bitrate / 8) * options.lookaheadSeconds) / entry.chunkSize));
 }
 
 export interface ServedBytes {
@@ -146,8 +149,7 @@ export class EntryReader {
     const lookahead: number[] = [];
     if (withLookahead && entry.expectedTotalSize !== null) {
       const lastChunk = Math.floor(Math.min(end, entry.expectedTotalSize - 1) / entry.chunkSize);
-      const { lookaheadChunks: chunks, lookaheadSeconds: seconds } = this.manager.options;
-      const ahead = lookaheadChunks(entry, { chunks, seconds });
+      const ahead = lookaheadChunks(entry, this.manager.options);
       for (let i = index + 1; i <= Math.min(lastChunk, index + ahead); i++) {
         lookahead.push(i);
       }
