@@ -14,7 +14,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import http from 'node:http';
 import { startUpstream, type Upstream } from '../test/helpers/upstream.js';
-import { SqliteRepository } from '../src/db/repository.js';
+import { SqliteRepository } from '../src/db/sqlite-repository.js';
 import {
   ROOT,
   curlThroughput,
@@ -365,10 +365,10 @@ function database(workDir: string): void {
       lastAccessed: now,
       bitrate: null,
     });
-    repo.setEntryMetadata(id, { expectedTotalSize: 100 * chunk, mimeType: 'video/mp4', etag: null, lastModified: null });
+    repo.setEntryMetadata(id, 1, { expectedTotalSize: 100 * chunk, mimeType: 'video/mp4', etag: null, lastModified: null });
     for (let c = 0; c < 100; c++) {
       const t0 = performance.now();
-      repo.recordChunk(id, c, { start: c * chunk, end: (c + 1) * chunk - 1, checksum: c, downloadedAt: now });
+      repo.recordChunk(id, 1, c, { start: c * chunk, end: (c + 1) * chunk - 1, checksum: c, downloadedAt: now });
       recordUs.push((performance.now() - t0) * 1000);
     }
   }
@@ -378,7 +378,7 @@ function database(workDir: string): void {
   for (let i = 0; i < 20_000; i++) {
     const id = ids[next(ids.length)] ?? '';
     let t0 = performance.now();
-    repo.chunkCovering(id, next(100 * chunk));
+    repo.chunkCovering(id, 1, next(100 * chunk));
     lookup.push((performance.now() - t0) * 1000);
     t0 = performance.now();
     repo.entryFacts(id);

@@ -1,18 +1,33 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { ChunkManager, type ChunkManagerEvents, type RetryPolicy } from './download/chunk-manager.js';
 import { Downloader, ifRangeValidator } from './download/downloader.js';
-import { EntryReader } from './download/entry-reader.js';
-import { Priority, SqliteRepository, type EntryRow } from './db/repository.js';
+import { DemandRegistry } from './download/demand.js';
+import { Integrity } from './download/integrity.js';
+import type { RetryPolicy } from './download/policy.js';
+import { Scheduler } from './download/scheduler.js';
+import { Wakeups } from './download/wakeups.js';
+import { EntryReader } from './read/entry-reader.js';
+import { readPathOf } from './read/read-path.js';
+import { Priority, type EntryRow } from './db/repository.js';
+import { SqliteRepository } from './db/sqlite-repository.js';
+import { BufferPool } from './store/buffer-pool.js';
 import { ChunkStore } from './store/chunk-store.js';
+import { ChunkVerifier } from './store/chunk-verifier.js';
 import { DataDirLock } from './data-dir-lock.js';
-import { EntryInputSchema, cacheKeyOf, redactUrl, type EntryInput } from './entry-input.js';
+import { EntryInputSchema, cacheKeyOf, type EntryInput } from './entry-input.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
-import { coalesceRanges, deriveState, type EntryState } from './state/entry-state.js';
-import { Evictor, type CacheLimits, type DiskUsage, type GcReport } from './store/evictor.js';
+import { CoreEvents, type CacheEvents } from './events.js';
+import type { CoreSnapshot } from './inspect.js';
+import { versionFileName } from './model/geometry.js';
+import { entryStatus, type EntryStatus } from './status.js';
+import { Evictor, type CacheLimits, type DiskUsageSummary, type GcReport } from './store/evictor.js';
 import { CacheStats, type StatTotals } from './stats/stats.js';
 import { TransferMeter } from './stats/transfer-meter.js';
+
+export type { CacheEvents } from './events.js';
+export type { EntryStatus, PriorityName } from './status.js';
+export type { CoreSnapshot } from './inspect.js';
 
 export interface CacheOptions {
   /** Where the database, lock file and sparse files live. Default `./.mediacache`. */
@@ -33,8 +48,13 @@ export interface CacheOptions {
   upstreamTimeoutMs?: number;
   /** Builds the chunk store on its directory: a seam for tests (a full disk) and embedders. */
   createStore?: (root: string) => ChunkStore;
-  /** How long a database statement waits for a lock before the request gets 503. Default 5 s. */
+  /**
+   * How long a database statement waits for a lock before the request gets 503. Default 10 ms:
+   * the wait blocks the event loop, so it stays short; background writes retry asynchronously.
+   */
   databaseBusyTimeoutMs?: number;
+  /** Where a throwing event listener is reported. Default: a process warning. */
+  onListenerError?: (error: Error, event: string) => void;
   /** Disk the cached files may use (allocated blocks). Default: min(20 % of the disk, 50 GB). */
   maxSize?: number;
   /** Free disk space to leave. Default 2 GB. */
@@ -63,37 +83,6 @@ export const DEFAULTS = {
   statsFlushIntervalMs: 5_000,
 } as const;
 
-/** An entry as the API and CLI show it. Derived from the database on every call. */
-export interface EntryStatus {
-  id: string;
-  /** The upstream URL with credentials redacted. */
-  url: string;
-  sourceId: string | null;
-  mediaId: string | null;
-  quality: string | null;
-  state: EntryState;
-  totalBytes: number | null;
-  downloadedBytes: number;
-  /** Stored byte ranges, inclusive, coalesced. */
-  chunks: Array<[number, number]>;
-  pendingChunks: number;
-  /** Downloads under way: chunk index, priority name, bytes written so far. */
-  downloading: Array<{ chunkIndex: number; priority: PriorityName; start: number; written: number }>;
-  chunkSize: number;
-  mimeType: string | null;
-  error: string | null;
-  createdAt: string;
-  lastAccessed: string;
-  accessCount: number;
-  pinned: boolean;
-  /** Head pin: bytes kept from the start (plus the tail chunk); null when all or nothing is pinned. */
-  pinHeadBytes: number | null;
-  /** Bits per second, when given at add time; lookahead is then sized in seconds of playback. */
-  bitrate: number | null;
-  /** Download progress: percent stored, recent rate, and time left at that rate. */
-  progress: { percent: number | null; bytesPerSecond: number; etaSeconds: number | null };
-}
-
 /** What a scrub (`verify`) read and what it dropped. */
 export interface VerifyReport {
   entries: number;
@@ -104,26 +93,27 @@ export interface VerifyReport {
   damaged: Array<{ id: string; start: number; end: number }>;
 }
 
-export type PriorityName = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW';
-const PRIORITY_NAMES: readonly PriorityName[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'];
-
-export type CacheEvents = ChunkManagerEvents;
-
 /**
  * The cache on one data dir: the object the HTTP server, the CLI and embedding apps all use.
- * It owns the lock, the database, the chunk store, the downloader and the chunk manager.
+ * It owns the lock, the database, the chunk store and the download core, and wires them.
  */
 export class MediaCache {
   readonly dataDir: string;
   readonly chunkSize: number;
-  readonly repo: SqliteRepository;
-  readonly store: ChunkStore;
-  readonly manager: ChunkManager;
   readonly stats: CacheStats;
-  readonly evictor: Evictor;
+  private readonly repo: SqliteRepository;
+  private readonly store: ChunkStore;
+  private readonly events: CoreEvents;
+  private readonly wakeups = new Wakeups();
+  private readonly demand = new DemandRegistry();
+  private readonly scheduler: Scheduler;
+  private readonly integrity: Integrity;
+  private readonly evictor: Evictor;
+  private readonly readPath;
   private readonly meter: TransferMeter;
   private readonly downloader: Downloader;
   private readonly lock: DataDirLock;
+  private readonly maxConcurrentDownloads: number;
   private readonly allowedHosts: ReadonlySet<string> | undefined;
   private closing: Promise<void> | undefined;
 
@@ -142,28 +132,66 @@ export class MediaCache {
       this.lock.release();
       throw err;
     }
+    this.events = new CoreEvents(
+      options.onListenerError ??
+        ((error, event) => process.emitWarning(`a '${event}' listener threw: ${error.message}`, 'MediaCacheListenerWarning')),
+    );
     this.store = (options.createStore ?? ((root: string) => new ChunkStore(root)))(path.join(this.dataDir, 'files'));
     this.downloader = new Downloader({ timeoutMs: options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs });
-    this.manager = new ChunkManager(this.repo, this.store, this.downloader, {
-      maxConcurrentDownloads: options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads,
-      lookaheadChunks: options.lookaheadChunks ?? DEFAULTS.lookaheadChunks,
-      lookaheadSeconds: options.lookaheadSeconds ?? DEFAULTS.lookaheadSeconds,
-      waitTimeoutMs: options.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
-      backgroundFill: options.backgroundFill ?? DEFAULTS.backgroundFill,
-      retry: { ...DEFAULTS.retry, ...options.retry },
-      readSize: DEFAULTS.readSize,
-      admit: (entryId, chunkIndex, bytes) => this.evictor.admit(entryId, chunkIndex, bytes),
-    });
     this.stats = new CacheStats(this.repo, options.statsFlushIntervalMs ?? DEFAULTS.statsFlushIntervalMs);
-    this.meter = new TransferMeter(this.manager, (bytes) => this.stats.add('bytesFromUpstream', bytes));
+    this.meter = new TransferMeter((bytes) => this.stats.add('bytesFromUpstream', bytes));
+    const verifier = new ChunkVerifier(this.store);
+    this.maxConcurrentDownloads = options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads;
+    const scheduler = new Scheduler(
+      this.repo,
+      this.store,
+      verifier,
+      this.downloader,
+      this.demand,
+      this.wakeups,
+      this.events,
+      {
+        maxConcurrentDownloads: this.maxConcurrentDownloads,
+        backgroundFill: options.backgroundFill ?? DEFAULTS.backgroundFill,
+        retry: { ...DEFAULTS.retry, ...options.retry },
+      },
+      (entryId, bytes) => this.meter.record(entryId, bytes),
+    );
+    this.scheduler = scheduler;
+    this.integrity = new Integrity(
+      this.repo,
+      verifier,
+      {
+        isWriting: (entryId) => scheduler.transfersOf(entryId).length > 0,
+        isWanted: (entryId, index) => this.demand.wants(entryId, index),
+        raise: (entry, index, priority) => scheduler.raise(entry, index, priority),
+        pump: () => scheduler.pump(),
+        emitState: (entryId) => scheduler.emitState(entryId),
+      },
+      this.events,
+    );
     this.evictor = new Evictor(
       this.repo,
       this.store,
-      this.manager,
+      {
+        protectedSpans: (entry) => [
+          ...this.demand.protectedSpans(entry.id, entry.chunkSize),
+          ...scheduler.transfersOf(entry.id).map((t): [number, number] => [t.start, t.end]),
+        ],
+        whenIdle: (entryId) => scheduler.whenIdle(entryId),
+        onRowsDropped: (entryId) => scheduler.emitState(entryId),
+        onRoomFreed: () => scheduler.pump(),
+      },
       this.stats,
       { maxSize: options.maxSize, minFree: options.minFree ?? DEFAULTS.minFree },
       options.cleanupIntervalMs ?? DEFAULTS.cleanupIntervalMs,
     );
+    scheduler.admission = this.evictor;
+    this.readPath = readPathOf(scheduler, this.integrity, this.demand, this.wakeups, new BufferPool(DEFAULTS.readSize, 64), {
+      waitTimeoutMs: options.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
+      lookaheadChunks: options.lookaheadChunks ?? DEFAULTS.lookaheadChunks,
+      lookaheadSeconds: options.lookaheadSeconds ?? DEFAULTS.lookaheadSeconds,
+    });
   }
 
   /** Opens the cache on a data dir and resumes its persisted download queue. */
@@ -171,8 +199,38 @@ export class MediaCache {
     const cache = new MediaCache(options);
     await cache.store.init();
     await cache.evictor.start();
-    cache.manager.start();
+    cache.scheduler.start();
     return cache;
+  }
+
+  /**
+   * One read-only snapshot of the core (transfers, slots, demand, waits, open files) and, given
+   * an id, of that entry's rows and queue: what tests, metrics and dashboards read.
+   */
+  inspect(entryId?: string): CoreSnapshot {
+    const snapshot: CoreSnapshot = {
+      transfers: this.scheduler.snapshot(),
+      slotsUsed: this.scheduler.slotsUsed,
+      maxConcurrentDownloads: this.maxConcurrentDownloads,
+      demand: this.demand.snapshot(),
+      waiters: this.wakeups.size,
+      openFiles: this.store.openFiles,
+    };
+    const entry = entryId === undefined ? undefined : this.repo.getEntry(entryId);
+    if (entry) {
+      snapshot.entry = {
+        id: entry.id,
+        version: entry.version,
+        filePath: path.join(this.store.root, entry.filePath),
+        expectedTotalSize: entry.expectedTotalSize,
+        etag: entry.etag,
+        isComplete: entry.isComplete,
+        errorMessage: entry.errorMessage,
+        rows: this.repo.listChunks(entry.id),
+        queue: this.repo.queueFor(entry.id),
+      };
+    }
+    return snapshot;
   }
 
   /**
@@ -210,13 +268,13 @@ export class MediaCache {
       mediaId: valid.mediaId ?? null,
       quality: valid.quality ?? null,
       originalUrl: valid.url,
-      filePath: ChunkStore.fileNameFor(id),
+      filePath: versionFileName(id, 1),
       chunkSize: this.chunkSize,
       createdAt: now,
       lastAccessed: now,
       bitrate: valid.bitrate ?? null,
     });
-    this.manager.emitState(id);
+    this.scheduler.emitState(id);
     return { entry: this.statusOf(id), created: true };
   }
 
@@ -228,18 +286,32 @@ export class MediaCache {
     return this.repo.listEntries().map((e) => this.statusOf(e.id));
   }
 
-  /** Queues every missing chunk at MEDIUM priority: playback demand still comes first. */
+  /**
+   * Queues every missing chunk at MEDIUM priority: playback demand still comes first. An entry
+   * known to be larger than the size limit is refused (MC_ERR_INSUFFICIENT_STORAGE): it could
+   * never be held whole. Of unknown size, it fills up to the limit and stops there.
+   */
   prefetch(id: string): EntryStatus {
     const entry = this.requireEntry(id);
+    const total = entry.expectedTotalSize;
+    if (total !== null && !entry.isComplete && !this.evictor.couldFit(total)) {
+      const { maxSize } = this.evictor.getLimits();
+      throw new MediaCacheError(
+        ErrorCodes.INSUFFICIENT_STORAGE,
+        `entry is ${total} bytes, more than the cache may hold (max size ${maxSize} bytes): raise --max-size to pre-cache it`,
+      );
+    }
     if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
-    this.manager.enqueueMissing(entry, Priority.MEDIUM);
+    this.scheduler.queue.enqueueMissing(entry, Priority.MEDIUM);
+    this.scheduler.pump();
+    this.scheduler.emitState(id);
     return this.statusOf(id);
   }
 
   async removeEntry(id: string): Promise<boolean> {
     const entry = this.repo.getEntry(id);
     if (!entry) return false;
-    await this.manager.forget(id);
+    await this.scheduler.forget(id);
     this.repo.deleteEntry(id);
     await this.store.remove(entry.filePath);
     return true;
@@ -254,7 +326,7 @@ export class MediaCache {
     if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
     this.repo.touchEntry(id, Date.now());
     // The reader re-reads the row before its first use (ensureSize), so this one may be stale.
-    return new EntryReader(this.repo, this.store, this.manager, entry, signal, (served) => this.stats.recordRead(served));
+    return new EntryReader(this.repo, this.store, this.readPath, entry, signal, (served) => this.stats.recordRead(served));
   }
 
   /**
@@ -263,7 +335,7 @@ export class MediaCache {
    */
   async pausePrefetch(id: string): Promise<EntryStatus> {
     this.requireEntry(id);
-    await this.manager.pauseBackground(id);
+    await this.scheduler.pauseBackground(id);
     return this.statusOf(id);
   }
 
@@ -291,7 +363,7 @@ export class MediaCache {
     const entries = id === undefined ? this.repo.listEntries() : [this.requireEntry(id)];
     const report: VerifyReport = { entries: entries.length, chunks: 0, bytes: 0, damaged: [] };
     for (const entry of entries) {
-      const { chunks, bytes, damaged } = await this.manager.scrub(entry);
+      const { chunks, bytes, damaged } = await this.integrity.scrub(entry);
       report.chunks += chunks;
       report.bytes += bytes;
       for (const range of damaged) report.damaged.push({ id: entry.id, ...range });
@@ -308,18 +380,23 @@ export class MediaCache {
     this.evictor.setLimits(limits);
   }
 
-  /** Persisted totals plus disk usage against the limits. */
-  statistics(): { totals: StatTotals; disk: DiskUsage; entries: number } {
-    return { totals: this.stats.totals(), disk: this.evictor.usage(), entries: this.repo.listEntries().length };
+  getLimits(): CacheLimits {
+    return this.evictor.getLimits();
   }
 
+  /** Persisted totals plus disk usage against the limits. */
+  statistics(): { totals: StatTotals; disk: DiskUsageSummary; entries: number } {
+    return { totals: this.stats.totals(), disk: this.evictor.report(), entries: this.repo.listEntries().length };
+  }
+
+  /** Listens to the cache's events; listeners run after commit, and one that throws is only reported. */
   on<E extends keyof CacheEvents>(event: E, listener: (...args: CacheEvents[E]) => void): this {
-    this.manager.on(event, listener as never);
+    this.events.on(event, listener as never);
     return this;
   }
 
   off<E extends keyof CacheEvents>(event: E, listener: (...args: CacheEvents[E]) => void): this {
-    this.manager.off(event, listener as never);
+    this.events.off(event, listener as never);
     return this;
   }
 
@@ -348,7 +425,7 @@ export class MediaCache {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.evictor.close();
-      await this.manager.close();
+      await this.scheduler.close();
       await this.downloader.close();
       await this.store.close();
       this.stats.close();
@@ -367,39 +444,7 @@ export class MediaCache {
   private statusOf(id: string): EntryStatus {
     const facts = this.repo.entryFacts(id);
     if (!facts) throw new MediaCacheError(ErrorCodes.NOT_FOUND, `no entry with id ${id}`);
-    const { entry } = facts;
-    return {
-      id: entry.id,
-      url: redactUrl(entry.originalUrl),
-      sourceId: entry.sourceId,
-      mediaId: entry.mediaId,
-      quality: entry.quality,
-      state: deriveState(facts),
-      totalBytes: entry.expectedTotalSize,
-      downloadedBytes: facts.storedBytes,
-      chunks: coalesceRanges(this.repo.listChunks(id)),
-      pendingChunks: facts.pendingChunks,
-      downloading: this.manager.inflightFor(id).map((d) => ({ ...d, priority: PRIORITY_NAMES[d.priority] ?? 'LOW' })),
-      chunkSize: entry.chunkSize,
-      mimeType: entry.mimeType,
-      error: entry.errorMessage,
-      createdAt: new Date(entry.createdAt).toISOString(),
-      lastAccessed: new Date(entry.lastAccessed).toISOString(),
-      accessCount: entry.accessCount,
-      pinned: entry.pinned,
-      pinHeadBytes: entry.pinHeadBytes,
-      bitrate: entry.bitrate,
-      progress: this.progressOf(entry.expectedTotalSize, facts.storedBytes, id),
-    };
-  }
-
-  private progressOf(total: number | null, stored: number, id: string): EntryStatus['progress'] {
-    const bytesPerSecond = this.meter.rate(id);
-    const left = total === null ? null : Math.max(0, total - stored);
-    return {
-      percent: total === null ? null : total === 0 ? 100 : Math.floor((10000 * stored) / total) / 100,
-      bytesPerSecond,
-      etaSeconds: left === null ? null : left === 0 ? 0 : bytesPerSecond > 0 ? Math.ceil(left / bytesPerSecond) : null,
-    };
+    const transfers = this.scheduler.snapshot().filter((t) => t.entryId === id);
+    return entryStatus(facts, this.repo.listChunks(id), transfers, this.meter.rate(id));
   }
 }

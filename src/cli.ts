@@ -219,7 +219,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     await cache.close();
     throw new CliError(`cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}`, EXIT.FAILURE);
   }
-  const { limits } = cache.evictor.usage();
+  const limits = cache.getLimits();
   logger.info({ maxSize: limits.maxSize, minFree: limits.minFree }, 'cache limits');
   process.stdout.write(`mediacache listening on ${server.url} (data dir ${cache.dataDir})\n`);
 

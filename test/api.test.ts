@@ -1,7 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
 import { fetchBytes, getJson, startProxy, waitComplete, type Proxy } from './helpers/harness.js';
 
@@ -86,7 +85,8 @@ test('GET /api/entries/<id> reports size, stored ranges and state from the datab
 test('DELETE removes rows and file (204), then the entry is gone (404)', async () => {
   const { id, streamUrl } = JSON.parse((await post({ url: `${upstream.url('/item/1.mkv')}?del` })).body.toString()) as EntryJson;
   await fetchBytes(streamUrl);
-  const file = path.join(proxy.dataDir, 'files', `${id}.bin`);
+  const file = proxy.cache.inspect(id).entry?.filePath ?? '';
+  assert.ok(file);
   assert.ok(existsSync(file));
   const del = await fetchBytes(`${proxy.server.url}/api/entries/${id}`, { method: 'DELETE' });
   assert.equal(del.status, 204);

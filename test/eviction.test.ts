@@ -1,13 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { readdirSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, statSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { MediaCache } from '../src/cache.js';
 import { planEviction } from '../src/store/eviction-plan.js';
 import type { EntryRow } from '../src/db/repository.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
-import { fetchBytes, getRange, startProxy, waitUntil, type Proxy } from './helpers/harness.js';
+import { fetchBytes, getRange, nextEvent, startProxy, waitUntil, type Proxy } from './helpers/harness.js';
 
 const CHUNK = 64 * 1024;
 const FILE = 4 * CHUNK;
@@ -19,7 +18,7 @@ function diskUsage(dataDir: string): number {
 }
 
 async function reachState(cache: MediaCache, id: string, state: string): Promise<void> {
-  while (cache.getEntry(id)?.state !== state) await once(cache.manager, 'state-changed');
+  while (cache.getEntry(id)?.state !== state) await nextEvent(cache, 'state-changed');
 }
 
 describe('eviction', () => {
@@ -43,17 +42,37 @@ describe('eviction', () => {
   async function cached(names: string[]): Promise<string[]> {
     proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 });
     const ids: string[] = [];
-    for (const [i, name] of names.entries()) {
+    for (const name of names) {
       const { id } = await proxy.add(upstream.url(name));
       proxy.cache.prefetch(id);
       await reachState(proxy.cache, id, 'Complete');
       // Complete is recorded a moment before the last download leaves the in-flight set, and
       // an entry with a download under way is never evicted: wait for it to settle.
-      await waitUntil(proxy.cache, () => proxy.cache.manager.inflightFor(id).length === 0);
-      proxy.cache.repo.touchEntry(id, 1_000_000 + i); // a deterministic LRU order
+      await waitUntil(proxy.cache, () => !proxy.cache.inspect().transfers.some((t) => t.entryId === id));
       ids.push(id);
     }
+    // A deterministic LRU order: a reader's open records the access; one per millisecond.
+    for (const id of ids) {
+      const now = Date.now();
+      while (Date.now() === now) await new Promise((r) => setTimeout(r, 1));
+      proxy.cache.openReader(id, new AbortController().signal).close();
+    }
     return ids;
+  }
+
+  /** Silent bit rot in the chunk at `start` (size and mtime kept), found and dropped by verify. */
+  async function rotChunk(id: string, start: number): Promise<void> {
+    const file = proxy.cache.inspect(id).entry?.filePath ?? '';
+    const before = statSync(file);
+    const fd = openSync(file, 'r+');
+    const one = Buffer.alloc(1);
+    readSync(fd, one, 0, 1, start + 5);
+    one[0] = (one[0] ?? 0) ^ 0xff;
+    writeSync(fd, one, 0, 1, start + 5);
+    closeSync(fd);
+    utimesSync(file, before.atime, before.mtime);
+    const report = await proxy.cache.verify(id);
+    assert.deepEqual(report.damaged, [{ id, start, end: start + CHUNK - 1 }]);
   }
 
   const stored = (id: string): number => proxy.cache.getEntry(id)?.downloadedBytes ?? -1;
@@ -80,7 +99,7 @@ describe('eviction', () => {
       assert.deepEqual(proxy.cache.getEntry(middle as string)?.chunks, [[0, FILE - CHUNK - 1]]);
       assert.equal(proxy.cache.getEntry(middle as string)?.state, 'Paused');
       assert.equal(stored(newest as string), FILE);
-      const file = path.join(proxy.dataDir, 'files', `${middle}.bin`);
+      const file = proxy.cache.inspect(middle as string).entry?.filePath ?? '';
       assert.equal(statSync(file).size, FILE - CHUNK);
       assert.equal(proxy.cache.stats.totals().evictions, 2);
 
@@ -93,24 +112,26 @@ describe('eviction', () => {
     }
   });
 
-  test('pinned entries and entries in use are never evicted', async () => {
+  test('pinned entries, a pre-cache under way and what a reader still needs are never evicted', async () => {
     const [a, b, c, d] = await cached(['/e0.mp4', '/e1.mp4', '/e2.mp4', '/e3.mp4']);
     try {
       proxy.cache.pin(a as string);
-      // b is being read: a reader holds its demand mid-stream.
+      // b is being read: its reader, at byte 0, still needs the chunk it reads (its lookahead
+      // starts after 1 MiB); the chunks behind and beyond that may go.
       const controller = new AbortController();
       const reader = proxy.cache.openReader(b as string, controller.signal);
       const iter = reader.read(0, FILE - 1);
       await iter.next();
       // c is being pre-cached: its missing chunk is queued at MEDIUM and nothing may take its bytes.
-      proxy.cache.repo.evictChunks(c as string, [[3 * CHUNK, FILE - 1]]);
       upstream.options.bytesPerSecond = 1; // keeps c's download running
+      await rotChunk(c as string, 3 * CHUNK); // c lost its last chunk
       proxy.cache.prefetch(c as string);
       try {
         proxy.cache.setLimits({ maxSize: CHUNK });
         await proxy.cache.gc();
         assert.equal(stored(a as string), FILE, 'pinned');
-        assert.equal(stored(b as string), FILE, 'being streamed');
+        assert.equal(stored(b as string), CHUNK, 'being streamed: the chunk its reader is in stays');
+        assert.deepEqual(proxy.cache.getEntry(b as string)?.chunks, [[0, CHUNK - 1]]);
         assert.equal(stored(c as string), 3 * CHUNK, 'being prefetched');
         assert.equal(stored(d as string), 0, 'the only candidate went, though newest');
 
@@ -149,7 +170,7 @@ describe('eviction', () => {
       assert.equal(entry?.state, 'Paused');
       const after = diskUsage(proxy.dataDir);
       assert.ok(after < before - 4 * CHUNK, `allocated ${after} after ${before}`);
-      assert.equal(statSync(path.join(proxy.dataDir, 'files', `${id}.bin`)).size, data.length, 'apparent size unchanged: sparse');
+      assert.equal(statSync(proxy.cache.inspect(id).entry?.filePath ?? '').size, data.length, 'apparent size unchanged: sparse');
 
       upstream.resetStats();
       const head = await getRange(`${proxy.server.url}/stream/${id}`, `bytes=0-${2 * CHUNK - 1}`);
@@ -191,7 +212,7 @@ describe('eviction', () => {
       const data = files.get('/e8.mp4') as Buffer;
       const res = await getRange(big.streamUrl, `bytes=${12 * CHUNK}-${12 * CHUNK + 99}`);
       assert.equal(sha256(res.body), sha256(data.subarray(12 * CHUNK, 12 * CHUNK + 100)));
-      const file = path.join(proxy.dataDir, 'files', `${big.id}.bin`);
+      const file = proxy.cache.inspect(big.id).entry?.filePath ?? '';
       await reachState(proxy.cache, big.id, 'Paused');
       assert.ok(statSync(file).size >= 13 * CHUNK, 'apparent size: at least up to the chunk read, beyond the room left');
       // The chunk read, and the head and tail chunks when the manager fetches them on opening.
@@ -227,6 +248,7 @@ describe('planEviction', () => {
     pinned: false,
     pinHeadBytes: null,
     bitrate: null,
+    version: 1,
     ...over,
   });
   const rows = Array.from({ length: 10 }, (_, i) => ({ start: i * 100, end: i * 100 + 99, checksum: 0, downloadedAt: 0 }));

@@ -49,13 +49,16 @@ test('a piece reaches readers from memory before its disk write completes; the r
     assert.ok(head[0].length > 0);
     assert.equal(sha256(head[0]), sha256(data.subarray(0, head[0].length)), 'the first piece, byte-exact');
     assert.ok(store.waiting >= 1, 'served while its write was still held');
-    assert.equal(proxy.cache.repo.listChunks(id).length, 0, 'no row before the bytes are on disk');
+    assert.equal(proxy.cache.inspect(id).entry?.rows.length, 0, 'no row before the bytes are on disk');
 
     store.unhold();
     const rest: Buffer[] = [head[0]];
     for await (const piece of res) rest.push(piece as Buffer);
     assert.equal(sha256(Buffer.concat(rest)), sha256(data.subarray(0, 65536)));
-    await waitUntil(proxy.cache, () => proxy.cache.repo.listChunks(id).length > 0 && proxy.cache.manager.inflightFor(id).length === 0);
+    await waitUntil(proxy.cache, () => {
+      const s = proxy.cache.inspect(id);
+      return (s.entry?.rows.length ?? 0) > 0 && !s.transfers.some((t) => t.entryId === id);
+    });
     upstream.resetStats();
     const again = await getRange(streamUrl, 'bytes=0-65535');
     assert.equal(sha256(again.body), sha256(data.subarray(0, 65536)));

@@ -1,23 +1,22 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import type { EntryStatus, MediaCache } from '../src/cache.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
-import { fetchBytes, getJson, startProxy, tempDir, type Proxy } from './helpers/harness.js';
+import { fetchBytes, getJson, nextEvent, startProxy, tempDir, type Proxy } from './helpers/harness.js';
 
 const CHUNK = 64 * 1024;
 
 /** Resolves once the entry reaches `state` (event-based: checks, then waits for state-changed). */
 async function reachState(cache: MediaCache, id: string, state: string): Promise<void> {
   while (cache.getEntry(id)?.state !== state) {
-    await once(cache.manager, 'state-changed');
+    await nextEvent(cache, 'state-changed');
   }
 }
 
 /** Resolves once at least `bytes` of the entry are recorded. */
 async function storedAtLeast(cache: MediaCache, id: string, bytes: number): Promise<void> {
   while ((cache.getEntry(id)?.downloadedBytes ?? 0) < bytes) {
-    await once(cache.manager, 'chunk-stored');
+    await nextEvent(cache, 'chunk-stored');
   }
 }
 

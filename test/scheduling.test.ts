@@ -1,11 +1,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { request } from 'undici';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
-import { fetchBytes, getRange, startProxy, waitComplete, waitUntil } from './helpers/harness.js';
+import { fetchBytes, getRange, nextEvent, startProxy, waitComplete, waitUntil } from './helpers/harness.js';
 import { Priority } from '../src/db/repository.js';
-import type { DownloadOutcome } from '../src/download/chunk-manager.js';
+import type { DownloadOutcome } from '../src/events.js';
 
 const CHUNK = 64 * 1024;
 let upstream: Upstream;
@@ -43,7 +42,7 @@ test('opening an entry queues its head and tail chunks at HIGH', async () => {
     const asked = upstream.requests.map((r) => r.range);
     assert.ok(asked.includes(`bytes=0-${CHUNK - 1}`), `head requested: ${asked.join(' ')}`);
     assert.ok(asked.includes(`bytes=${39 * CHUNK}-${40 * CHUNK - 1}`), `tail requested: ${asked.join(' ')}`);
-    const stored = proxy.cache.repo.listChunks(id).map((c) => c.start);
+    const stored = (proxy.cache.inspect(id).entry?.rows ?? []).map((c) => c.start);
     assert.ok(stored.includes(0) && stored.includes(39 * CHUNK));
   } finally {
     await proxy.close();
@@ -63,8 +62,7 @@ test('with a known bitrate, lookahead covers seconds of playback instead of a fi
       // want() queues the whole set before the pump starts the first download: snapshot then.
       proxy.cache.on('download-started', ({ entryId, chunkIndex, priority }) => {
         if (asked || entryId !== id || priority !== Priority.HIGH || chunkIndex === 0 || chunkIndex === last) return;
-        asked = proxy.cache.repo
-          .queueFor(id)
+        asked = (proxy.cache.inspect(id).entry?.queue ?? [])
           .filter((r) => r.priority === Priority.HIGH && r.chunkIndex !== 0 && r.chunkIndex !== last)
           .map((r) => r.chunkIndex)
           .sort((a, b) => a - b);
@@ -91,7 +89,7 @@ test('with a known bitrate, lookahead covers seconds of playback instead of a fi
 test('CRITICAL work pre-empts a background download, which keeps the prefix it wrote', async () => {
   const data = makeData(30 * CHUNK, 32);
   upstream.setFile('/preempt.mp4', data);
-  upstream.options.bytesPerSecond = 256 * 1024; // a chunk takes a quarter second: long enough to be cut
+  upstream.options.bytesPerSecond = 128 * 1024; // a chunk takes half a second: long enough to be cut
   const proxy = await startProxy({ chunkSize: CHUNK, maxConcurrentDownloads: 1, lookaheadChunks: 1 });
   const outcomes: Array<{ chunkIndex: number; outcome: DownloadOutcome }> = [];
   proxy.cache.on('download-ended', ({ chunkIndex, outcome }) => outcomes.push({ chunkIndex, outcome }));
@@ -101,8 +99,9 @@ test('CRITICAL work pre-empts a background download, which keeps the prefix it w
     await getRange(streamUrl, 'bytes=0-9');
     let victim: number | undefined;
     while (victim === undefined) {
-      await once(proxy.cache.manager, 'download-progress');
-      victim = proxy.cache.manager.inflightFor(id).find((d) => d.priority === Priority.LOW && d.written > 0)?.chunkIndex;
+      await nextEvent(proxy.cache, 'download-progress');
+      // Progress events are throttled: the first comes with a transfer's first bytes.
+      victim = proxy.cache.inspect().transfers.find((d) => d.entryId === id && d.priority === Priority.LOW && d.received > 0)?.chunkIndex;
     }
     const seek = 25 * CHUNK + 17;
     const got = await readThenDisconnect(streamUrl, `bytes=${seek}-`, 1000);
@@ -113,7 +112,7 @@ test('CRITICAL work pre-empts a background download, which keeps the prefix it w
       outcomes.some((o) => o.outcome === 'preempted' && o.chunkIndex === victim),
       `the LOW download of chunk ${victim} was pre-empted: ${JSON.stringify(outcomes)}`,
     );
-    const rows = proxy.cache.repo.listChunks(id);
+    const rows = proxy.cache.inspect(id).entry?.rows ?? [];
     const [from, to] = [victim * CHUNK, (victim + 1) * CHUNK - 1];
     const prefix = rows.find((r) => r.start >= from && r.end < to);
     assert.ok(prefix, `the written prefix is recorded: ${JSON.stringify(rows)}`);
@@ -130,14 +129,26 @@ test('a reader that leaves releases its demand: without background fill its down
   const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, lookaheadChunks: 4 });
   try {
     const { id, streamUrl } = await proxy.add(upstream.url('/leave.mp4'));
+    upstream.resetStats();
     const seek = 10 * CHUNK;
     await readThenDisconnect(streamUrl, `bytes=${seek}-`, 100);
-    await waitUntil(proxy.cache, () => proxy.cache.manager.activeDownloads === 0);
-    assert.deepEqual(proxy.cache.repo.queueFor(id), [], 'no queued work is left behind');
-    const facts = proxy.cache.repo.entryFacts(id);
-    assert.ok(facts && facts.storedBytes < 6 * CHUNK, `stored ${facts?.storedBytes}`);
-    // What was fetched is kept, not wasted: the upstream sent about what is stored.
+    // What may still come after the reader left: the rest of the chunks being downloaded then.
+    const inFlight = proxy.cache.inspect().transfers.filter((t) => t.entryId === id);
+    const sentAtLeave = upstream.bytesSent('/leave.mp4');
+    await waitUntil(proxy.cache, () => proxy.cache.inspect().transfers.length === 0);
+    assert.deepEqual(proxy.cache.inspect(id).entry?.queue, [], 'no queued work is left behind');
+    const stored = proxy.cache.getEntry(id)?.downloadedBytes ?? 0;
+    assert.ok(stored < 6 * CHUNK, `stored ${stored}`);
     await upstream.waitQuiet();
+    const sentAfter = upstream.bytesSent('/leave.mp4') - sentAtLeave;
+    const remaining = inFlight.reduce((n, t) => n + (t.end - t.start + 1 - t.received), 0);
+    // Leaving stops the upstream: the chunks in flight finish or are cut, and at most the opening's
+    // head and tail chunks may still start; never the reader's lookahead or the rest of the file.
+    assert.ok(sentAfter <= remaining + 2 * CHUNK, `${sentAfter} bytes sent after the reader left, ${remaining} were in flight`);
+    // What was fetched is kept, not wasted: the upstream sent about what is stored.
+    const sent = upstream.bytesSent('/leave.mp4');
+    assert.ok(sent <= stored + CHUNK, `upstream sent ${sent} bytes, ${stored} stored`);
+    assert.ok(sent < data.length / 4, `upstream sent ${sent} of ${data.length} bytes`);
     const state = (await fetchBytes(`${proxy.server.url}/api/entries/${id}`)).body.toString();
     assert.equal(JSON.parse(state).state, 'Paused');
   } finally {
@@ -153,15 +164,13 @@ test('the persisted queue resumes after a restart and completes the file', async
   const first = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 2 });
   const { id } = await first.add(upstream.url('/resume.mp4'));
   first.cache.prefetch(id);
-  await once(first.cache.manager, 'chunk-stored');
-  await first.stop(); // mid-download: unfinished chunks are not recorded
-  assert.ok(first.cache.repo.db.open === false);
+  await nextEvent(first.cache, 'chunk-stored');
+  await first.stop(); // mid-download: unfinished chunks are not recorded; reopening the data dir below needs its lock released
 
   upstream.options.bytesPerSecond = undefined;
   const second = await startProxy({ dataDir: first.dataDir, chunkSize: CHUNK, backgroundFill: false });
   try {
-    const facts = () => second.cache.repo.entryFacts(id);
-    assert.ok((facts()?.pendingChunks ?? 0) > 0, 'queued work survived the restart');
+    assert.ok((second.cache.inspect(id).entry?.queue.length ?? 0) > 0, 'queued work survived the restart');
     await waitComplete(second, id);
     upstream.resetStats();
     const body = await fetchBytes(`${second.server.url}/stream/${id}`);

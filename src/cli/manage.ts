@@ -4,7 +4,7 @@ import cliProgress from 'cli-progress';
 import type { EntryStatus, VerifyReport } from '../cache.js';
 import type { GcReport } from '../store/evictor.js';
 import type { StatTotals } from '../stats/stats.js';
-import type { DiskUsage } from '../store/evictor.js';
+import type { DiskUsageSummary as DiskUsage } from '../store/evictor.js';
 import { ENTRY_ID } from '../server/api-routes.js';
 import { formatBytes, parseSize } from '../units.js';
 import { CliError, EXIT, api, jsonOption, postJson, printJson, serverOption } from './client.js';

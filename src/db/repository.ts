@@ -1,7 +1,3 @@
-import Database from 'better-sqlite3';
-import { MIGRATIONS } from './schema.js';
-import { ErrorCodes, MediaCacheError } from '../errors.js';
-
 /** Download priorities: lower is more urgent (this is also the SQL sort order). */
 export const Priority = { CRITICAL: 0, HIGH: 1, MEDIUM: 2, LOW: 3 } as const;
 export type Priority = (typeof Priority)[keyof typeof Priority];
@@ -30,6 +26,8 @@ export interface EntryRow {
   pinHeadBytes: number | null;
   /** The media's bitrate in bits per second, when the caller knows it. */
   bitrate: number | null;
+  /** The current version: bumped when the upstream file changes; its bytes live in `filePath`. */
+  version: number;
 }
 
 /** A stored byte range, `end` inclusive. */
@@ -66,7 +64,16 @@ export interface EntryMetadata {
 
 export type NewEntry = Omit<
   EntryRow,
-  'isComplete' | 'errorMessage' | 'accessCount' | 'expectedTotalSize' | 'mimeType' | 'etag' | 'lastModified' | 'pinned' | 'pinHeadBytes'
+  | 'isComplete'
+  | 'errorMessage'
+  | 'accessCount'
+  | 'expectedTotalSize'
+  | 'mimeType'
+  | 'etag'
+  | 'lastModified'
+  | 'pinned'
+  | 'pinHeadBytes'
+  | 'version'
 >;
 
 /**
@@ -81,7 +88,8 @@ export interface CacheRepository {
   listEntries(): EntryRow[];
   updateEntryUrl(id: string, url: string): void;
   setEntryBitrate(id: string, bitrate: number | null): void;
-  setEntryMetadata(id: string, meta: EntryMetadata): void;
+  /** Sets size and validators learnt from the first reply of `version`; false when that is no longer current or already known. */
+  setEntryMetadata(id: string, version: number, meta: EntryMetadata): boolean;
   setEntryError(id: string, message: string | null): void;
   touchEntry(id: string, now: number): void;
   deleteEntry(id: string): boolean;
@@ -89,13 +97,23 @@ export interface CacheRepository {
   entryFacts(id: string): EntryFacts | undefined;
   allEntryFacts(): EntryFacts[];
 
-  chunkCovering(id: string, position: number): ChunkRow | undefined;
+  /** The stored row of `version` covering `position` (one indexed lookup: the stream path). */
+  chunkCovering(id: string, version: number, position: number): ChunkRow | undefined;
   chunksIn(id: string, start: number, end: number): ChunkRow[];
   listChunks(id: string): ChunkRow[];
-  /** Records stored bytes, drops the chunk's queue row, and marks the entry complete when it is. */
-  recordChunk(id: string, chunkIndex: number | null, chunk: ChunkRow): void;
-  /** Forgets every stored range and queued chunk of an entry (its bytes are no longer trusted). */
-  invalidateChunks(id: string): void;
+  /**
+   * In one transaction: checks that `version` is still the entry's current one, records the
+   * stored bytes, drops the chunk's queue row (when given) and marks the entry complete when it
+   * is. False, with nothing written, when the version is no longer current.
+   */
+  recordChunk(id: string, version: number, chunkIndex: number | null, chunk: ChunkRow): boolean;
+  /**
+   * The upstream file changed: if `fromVersion` is still current, one transaction drops every
+   * row and queued chunk, forgets size and validators, and makes version + 1 current with its
+   * own file `nextFile`. Returns the entry as it is afterwards (unchanged when another caller
+   * already moved it on), or undefined when it is gone.
+   */
+  newVersion(id: string, fromVersion: number, nextFile: (version: number) => string): EntryRow | undefined;
 
   enqueue(id: string, chunkIndex: number, priority: Priority, now: number): void;
   /** enqueue() for many chunks in one transaction (one commit, not one per row). */
@@ -131,341 +149,4 @@ export interface CacheRepository {
   addStats(deltas: Readonly<Record<string, number>>): void;
 
   close(): void;
-}
-
-interface EntryDbRow {
-  id: string;
-  cache_key: string;
-  source_id: string | null;
-  media_id: string | null;
-  quality: string | null;
-  original_url: string;
-  file_path: string;
-  chunk_size: number;
-  expected_total_size: number | null;
-  mime_type: string | null;
-  etag: string | null;
-  last_modified: string | null;
-  is_complete: number;
-  error_message: string | null;
-  created_at: number;
-  last_accessed: number;
-  access_count: number;
-  pinned: number;
-  pin_head_bytes: number | null;
-  bitrate: number | null;
-}
-
-interface FactsDbRow extends EntryDbRow {
-  stored_bytes: number;
-  chunk_rows: number;
-  pending_chunks: number;
-}
-
-interface QueueDbRow {
-  cache_entry_id: string;
-  chunk_index: number;
-  priority: number;
-  status: 'queued' | 'downloading';
-  retry_count: number;
-  created_at: number;
-}
-
-const toEntry = (r: EntryDbRow): EntryRow => ({
-  id: r.id,
-  cacheKey: r.cache_key,
-  sourceId: r.source_id,
-  mediaId: r.media_id,
-  quality: r.quality,
-  originalUrl: r.original_url,
-  filePath: r.file_path,
-  chunkSize: r.chunk_size,
-  expectedTotalSize: r.expected_total_size,
-  mimeType: r.mime_type,
-  etag: r.etag,
-  lastModified: r.last_modified,
-  isComplete: r.is_complete === 1,
-  errorMessage: r.error_message,
-  createdAt: r.created_at,
-  lastAccessed: r.last_accessed,
-  accessCount: r.access_count,
-  pinned: r.pinned === 1,
-  pinHeadBytes: r.pin_head_bytes,
-  bitrate: r.bitrate,
-});
-
-const toFacts = (r: FactsDbRow): EntryFacts => ({
-  entry: toEntry(r),
-  storedBytes: r.stored_bytes,
-  chunkRows: r.chunk_rows,
-  pendingChunks: r.pending_chunks,
-});
-
-const toQueue = (r: QueueDbRow): QueueRow => ({
-  entryId: r.cache_entry_id,
-  chunkIndex: r.chunk_index,
-  priority: r.priority as Priority,
-  status: r.status,
-  retryCount: r.retry_count,
-  createdAt: r.created_at,
-});
-
-const CHUNK_COLUMNS = 'start_byte AS start, end_byte AS end, checksum, downloaded_at AS downloadedAt';
-const FACTS_SELECT = `
-  SELECT e.*,
-    COALESCE((SELECT SUM(end_byte - start_byte + 1) FROM cache_chunks c WHERE c.cache_entry_id = e.id), 0) AS stored_bytes,
-    (SELECT COUNT(*) FROM cache_chunks c WHERE c.cache_entry_id = e.id) AS chunk_rows,
-    (SELECT COUNT(*) FROM cache_download_queue q WHERE q.cache_entry_id = e.id) AS pending_chunks
-  FROM cache_entries e`;
-
-/** Opens (creating if needed) and migrates a SQLite database file. */
-export function openDatabase(file: string, busyTimeoutMs = 5_000): Database.Database {
-  let db: Database.Database | undefined;
-  try {
-    db = new Database(file);
-    db.pragma('journal_mode = WAL');
-    // NORMAL is durable across process crashes in WAL mode; chunk bytes are fsynced before their row.
-    db.pragma('synchronous = NORMAL');
-    db.pragma('foreign_keys = ON');
-    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-    migrate(db);
-  } catch (err) {
-    db?.close(); // a corrupt file must not stay open: --reset-db moves it aside and retries
-    throw new MediaCacheError(ErrorCodes.DATABASE, `cannot open the cache database ${file}: ${(err as Error).message}`, { cause: err });
-  }
-  return db;
-}
-
-function migrate(db: Database.Database): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > MIGRATIONS.length) {
-    throw new Error(`database schema version ${version} is newer than this mediacache (${MIGRATIONS.length})`);
-  }
-  for (let v = version; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v] as string);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
-  }
-}
-
-export class SqliteRepository implements CacheRepository {
-  readonly db: Database.Database;
-  // Prepared once: the stream path runs these per request.
-  private readonly stmts;
-
-  /** `busyTimeoutMs`: how long a statement waits for another connection's lock before failing. */
-  constructor(file: string, busyTimeoutMs?: number) {
-    this.db = openDatabase(file, busyTimeoutMs);
-    const db = this.db;
-    this.stmts = {
-      insertEntry: db.prepare(`INSERT INTO cache_entries
-        (id, cache_key, source_id, media_id, quality, original_url, file_path, chunk_size, created_at, last_accessed, bitrate)
-        VALUES (@id, @cacheKey, @sourceId, @mediaId, @quality, @originalUrl, @filePath, @chunkSize, @createdAt, @lastAccessed, @bitrate)`),
-      getEntry: db.prepare<[string], EntryDbRow>('SELECT * FROM cache_entries WHERE id = ?'),
-      findByKey: db.prepare<[string], EntryDbRow>('SELECT * FROM cache_entries WHERE cache_key = ?'),
-      listEntries: db.prepare<[], EntryDbRow>('SELECT * FROM cache_entries ORDER BY created_at, id'),
-      updateUrl: db.prepare('UPDATE cache_entries SET original_url = ? WHERE id = ?'),
-      setBitrate: db.prepare('UPDATE cache_entries SET bitrate = ? WHERE id = ?'),
-      setMeta: db.prepare(`UPDATE cache_entries SET expected_total_size = @expectedTotalSize,
-        mime_type = @mimeType, etag = @etag, last_modified = @lastModified WHERE id = @id`),
-      setError: db.prepare('UPDATE cache_entries SET error_message = ? WHERE id = ?'),
-      touch: db.prepare('UPDATE cache_entries SET last_accessed = ?, access_count = access_count + 1 WHERE id = ?'),
-      deleteEntry: db.prepare('DELETE FROM cache_entries WHERE id = ?'),
-      facts: db.prepare<[string], FactsDbRow>(`${FACTS_SELECT} WHERE e.id = ?`),
-      allFacts: db.prepare<[], FactsDbRow>(`${FACTS_SELECT} ORDER BY e.created_at, e.id`),
-      chunkCovering: db.prepare<[string, number], ChunkRow>(`SELECT ${CHUNK_COLUMNS} FROM cache_chunks
-        WHERE cache_entry_id = ? AND start_byte <= ? ORDER BY start_byte DESC LIMIT 1`),
-      chunksIn: db.prepare<[string, number, number], ChunkRow>(`SELECT ${CHUNK_COLUMNS} FROM cache_chunks
-        WHERE cache_entry_id = ? AND start_byte <= ? AND end_byte >= ? ORDER BY start_byte`),
-      listChunks: db.prepare<[string], ChunkRow>(`SELECT ${CHUNK_COLUMNS} FROM cache_chunks
-        WHERE cache_entry_id = ? ORDER BY start_byte`),
-      insertChunk: db.prepare(`INSERT OR REPLACE INTO cache_chunks (cache_entry_id, start_byte, end_byte, checksum, downloaded_at)
-        VALUES (?, ?, ?, ?, ?)`),
-      storedBytes: db.prepare<[string], { total: number }>(`SELECT COALESCE(SUM(end_byte - start_byte + 1), 0) AS total
-        FROM cache_chunks WHERE cache_entry_id = ?`),
-      markComplete: db.prepare('UPDATE cache_entries SET is_complete = 1 WHERE id = ?'),
-      deleteChunks: db.prepare('DELETE FROM cache_chunks WHERE cache_entry_id = ?'),
-      resetEntry: db.prepare(`UPDATE cache_entries SET is_complete = 0, expected_total_size = NULL,
-        etag = NULL, last_modified = NULL WHERE id = ?`),
-      enqueue: db.prepare(`INSERT INTO cache_download_queue (cache_entry_id, chunk_index, priority, created_at)
-        VALUES (?, ?, ?, ?)
-        ON CONFLICT (cache_entry_id, chunk_index) DO UPDATE SET priority = MIN(priority, excluded.priority)`),
-      setPriority: db.prepare('UPDATE cache_download_queue SET priority = ? WHERE cache_entry_id = ? AND chunk_index = ?'),
-      dequeue: db.prepare('DELETE FROM cache_download_queue WHERE cache_entry_id = ? AND chunk_index = ?'),
-      dequeueEntry: db.prepare('DELETE FROM cache_download_queue WHERE cache_entry_id = ?'),
-      getQueueRow: db.prepare<[string, number], QueueDbRow>(`SELECT * FROM cache_download_queue
-        WHERE cache_entry_id = ? AND chunk_index = ?`),
-      queueFor: db.prepare<[string], QueueDbRow>(`SELECT * FROM cache_download_queue
-        WHERE cache_entry_id = ? ORDER BY priority, created_at, chunk_index`),
-      nextQueued: db.prepare<[], QueueDbRow>(`SELECT * FROM cache_download_queue
-        WHERE status = 'queued' ORDER BY priority, created_at, chunk_index LIMIT 1`),
-      setStatus: db.prepare('UPDATE cache_download_queue SET status = ? WHERE cache_entry_id = ? AND chunk_index = ?'),
-      incRetry: db.prepare<[string, number], { retry_count: number }>(`UPDATE cache_download_queue
-        SET retry_count = retry_count + 1 WHERE cache_entry_id = ? AND chunk_index = ? RETURNING retry_count`),
-      requeueDownloading: db.prepare(`UPDATE cache_download_queue SET status = 'queued' WHERE status = 'downloading'`),
-      setPin: db.prepare('UPDATE cache_entries SET pinned = ?, pin_head_bytes = ? WHERE id = ?'),
-      byLastAccess: db.prepare<[], FactsDbRow>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`),
-      queuedAtOrAbove: db.prepare<[number], { id: string }>(`SELECT DISTINCT cache_entry_id AS id
-        FROM cache_download_queue WHERE priority <= ?`),
-      evictSpan: db.prepare<[string, number, number], { bytes: number }>(`DELETE FROM cache_chunks
-        WHERE cache_entry_id = ? AND start_byte >= ? AND end_byte <= ? RETURNING end_byte - start_byte + 1 AS bytes`),
-      markIncomplete: db.prepare('UPDATE cache_entries SET is_complete = 0 WHERE id = ?'),
-      dequeueAtOrBelow: db.prepare(`DELETE FROM cache_download_queue
-        WHERE cache_entry_id = ? AND status = 'queued' AND priority >= ?`),
-      readStats: db.prepare<[], { name: string; value: number }>('SELECT name, value FROM cache_stats'),
-      addStat: db.prepare(`INSERT INTO cache_stats (name, value) VALUES (?, ?)
-        ON CONFLICT (name) DO UPDATE SET value = value + excluded.value`),
-    };
-    this.recordChunkTx = db.transaction((id: string, chunkIndex: number | null, c: ChunkRow) => {
-      this.stmts.insertChunk.run(id, c.start, c.end, c.checksum, c.downloadedAt);
-      if (chunkIndex !== null) this.stmts.dequeue.run(id, chunkIndex);
-      const entry = this.stmts.getEntry.get(id);
-      const stored = this.stmts.storedBytes.get(id)?.total ?? 0;
-      if (entry && entry.expected_total_size !== null && stored >= entry.expected_total_size) {
-        this.stmts.markComplete.run(id);
-      }
-    });
-    this.invalidateTx = db.transaction((id: string) => {
-      this.stmts.deleteChunks.run(id);
-      this.stmts.dequeueEntry.run(id);
-      this.stmts.resetEntry.run(id);
-    });
-  }
-
-  private readonly recordChunkTx: (id: string, chunkIndex: number | null, c: ChunkRow) => void;
-  private readonly invalidateTx: (id: string) => void;
-  private evictTx?: (id: string, spans: ReadonlyArray<readonly [number, number]>) => number;
-  private addStatsTx?: (deltas: Readonly<Record<string, number>>) => void;
-
-  insertEntry(entry: NewEntry): EntryRow {
-    this.stmts.insertEntry.run(entry);
-    return this.getEntry(entry.id) as EntryRow;
-  }
-  getEntry(id: string): EntryRow | undefined {
-    const r = this.stmts.getEntry.get(id);
-    return r && toEntry(r);
-  }
-  findEntryByKey(cacheKey: string): EntryRow | undefined {
-    const r = this.stmts.findByKey.get(cacheKey);
-    return r && toEntry(r);
-  }
-  listEntries(): EntryRow[] {
-    return this.stmts.listEntries.all().map(toEntry);
-  }
-  updateEntryUrl(id: string, url: string): void {
-    this.stmts.updateUrl.run(url, id);
-  }
-  setEntryBitrate(id: string, bitrate: number | null): void {
-    this.stmts.setBitrate.run(bitrate, id);
-  }
-  setEntryMetadata(id: string, meta: EntryMetadata): void {
-    this.stmts.setMeta.run({ id, ...meta });
-  }
-  setEntryError(id: string, message: string | null): void {
-    this.stmts.setError.run(message, id);
-  }
-  touchEntry(id: string, now: number): void {
-    this.stmts.touch.run(now, id);
-  }
-  deleteEntry(id: string): boolean {
-    return this.stmts.deleteEntry.run(id).changes > 0;
-  }
-  entryFacts(id: string): EntryFacts | undefined {
-    const r = this.stmts.facts.get(id);
-    return r && toFacts(r);
-  }
-  allEntryFacts(): EntryFacts[] {
-    return this.stmts.allFacts.all().map(toFacts);
-  }
-  chunkCovering(id: string, position: number): ChunkRow | undefined {
-    const c = this.stmts.chunkCovering.get(id, position);
-    return c && c.end >= position ? c : undefined;
-  }
-  chunksIn(id: string, start: number, end: number): ChunkRow[] {
-    return this.stmts.chunksIn.all(id, end, start);
-  }
-  listChunks(id: string): ChunkRow[] {
-    return this.stmts.listChunks.all(id);
-  }
-  recordChunk(id: string, chunkIndex: number | null, chunk: ChunkRow): void {
-    this.recordChunkTx(id, chunkIndex, chunk);
-  }
-  invalidateChunks(id: string): void {
-    this.invalidateTx(id);
-  }
-  enqueueMany(id: string, chunkIndexes: readonly number[], priority: Priority, now: number): void {
-    this.db.transaction(() => {
-      for (const index of chunkIndexes) this.stmts.enqueue.run(id, index, priority, now);
-    })();
-  }
-  enqueue(id: string, chunkIndex: number, priority: Priority, now: number): void {
-    this.stmts.enqueue.run(id, chunkIndex, priority, now);
-  }
-  setQueuePriority(id: string, chunkIndex: number, priority: Priority): void {
-    this.stmts.setPriority.run(priority, id, chunkIndex);
-  }
-  dequeue(id: string, chunkIndex: number): void {
-    this.stmts.dequeue.run(id, chunkIndex);
-  }
-  dequeueEntry(id: string): void {
-    this.stmts.dequeueEntry.run(id);
-  }
-  getQueueRow(id: string, chunkIndex: number): QueueRow | undefined {
-    const r = this.stmts.getQueueRow.get(id, chunkIndex);
-    return r && toQueue(r);
-  }
-  queueFor(id: string): QueueRow[] {
-    return this.stmts.queueFor.all(id).map(toQueue);
-  }
-  nextQueued(): QueueRow | undefined {
-    const r = this.stmts.nextQueued.get();
-    return r && toQueue(r);
-  }
-  setQueueStatus(id: string, chunkIndex: number, status: QueueRow['status']): void {
-    this.stmts.setStatus.run(status, id, chunkIndex);
-  }
-  incrementRetry(id: string, chunkIndex: number): number {
-    return this.stmts.incRetry.get(id, chunkIndex)?.retry_count ?? 0;
-  }
-  requeueDownloading(): number {
-    return this.stmts.requeueDownloading.run().changes;
-  }
-  setEntryPin(id: string, pinned: boolean, headBytes: number | null): void {
-    this.stmts.setPin.run(pinned ? 1 : 0, pinned ? headBytes : null, id);
-  }
-  entriesByLastAccess(): EntryFacts[] {
-    return this.stmts.byLastAccess.all().map(toFacts);
-  }
-  entriesQueuedAtOrAbove(priority: Priority): Set<string> {
-    return new Set(this.stmts.queuedAtOrAbove.all(priority).map((r) => r.id));
-  }
-  evictChunks(id: string, spans: ReadonlyArray<readonly [number, number]>): number {
-    this.evictTx ??= this.db.transaction((entryId: string, list: ReadonlyArray<readonly [number, number]>) => {
-      let bytes = 0;
-      for (const [start, end] of list) {
-        for (const r of this.stmts.evictSpan.all(entryId, start, end)) bytes += r.bytes;
-      }
-      this.stmts.markIncomplete.run(entryId);
-      return bytes;
-    });
-    return this.evictTx(id, spans);
-  }
-  dequeueAtOrBelow(id: string, priority: Priority): number {
-    return this.stmts.dequeueAtOrBelow.run(id, priority).changes;
-  }
-  readStats(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const r of this.stmts.readStats.all()) out[r.name] = r.value;
-    return out;
-  }
-  addStats(deltas: Readonly<Record<string, number>>): void {
-    this.addStatsTx ??= this.db.transaction((d: Readonly<Record<string, number>>) => {
-      for (const [name, value] of Object.entries(d)) if (value !== 0) this.stmts.addStat.run(name, value);
-    });
-    this.addStatsTx(deltas);
-  }
-  close(): void {
-    if (this.db.open) this.db.close();
-  }
 }

@@ -65,4 +65,11 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE cache_entries ADD COLUMN bitrate INTEGER;  -- bits per second; NULL when unknown
   `,
+  // 4: versions. An entry's bytes of one upstream version live in their own file; a change of
+  // version is one transaction (rows and queue dropped, version bumped, a new file named), and a
+  // transfer records its row only if its version is still current. Existing files are version 1.
+  `
+  ALTER TABLE cache_entries ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE cache_chunks ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+  `,
 ];

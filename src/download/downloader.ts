@@ -172,6 +172,7 @@ export class Downloader {
         res.on('error', () => undefined);
         resolve(res);
       });
+      request.on('socket', guardSocket);
       request.setTimeout(this.timeoutMs, () => {
         request.destroy(Object.assign(new Error(`no upstream data for ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' }));
       });
@@ -194,6 +195,19 @@ export class Downloader {
     this.agents['https:'].destroy();
     return Promise.resolve();
   }
+}
+
+const guarded = new WeakSet<object>();
+
+/**
+ * A pooled keep-alive socket outlives its requests. An abort in the same tick as a reply's end
+ * can leave it between owners with no 'error' listener, and an unheard socket error kills the
+ * process: every socket gets one listener of its own, once (errors reach requests through theirs).
+ */
+function guardSocket(socket: NodeJS.EventEmitter): void {
+  if (guarded.has(socket)) return;
+  guarded.add(socket);
+  socket.on('error', () => undefined);
 }
 
 /** Hands the body to onData piece by piece (async iteration pauses the socket while onData runs). */

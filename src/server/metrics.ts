@@ -36,7 +36,7 @@ export class CacheMetrics {
       help: 'Upstream chunk downloads under way.',
       registers,
       collect() {
-        this.set(cache.manager.activeDownloads);
+        this.set(cache.inspect().slotsUsed);
       },
     });
     new Gauge({
@@ -44,7 +44,7 @@ export class CacheMetrics {
       help: 'Stream reads waiting for bytes that are not there yet.',
       registers,
       collect() {
-        this.set(cache.manager.wakeups.size);
+        this.set(cache.inspect().waiters);
       },
     });
     new Gauge({

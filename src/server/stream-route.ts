@@ -84,8 +84,10 @@ export async function handleStream(
     if (controller.signal.aborted || isMediaCacheError(err, ErrorCodes.ABORTED)) {
       res.destroy();
     } else if (!res.headersSent && options.retryOnChange !== false && isMediaCacheError(err, ErrorCodes.UPSTREAM_CHANGED)) {
-      // The upstream file changed before we answered: the entry was invalidated, so start over
-      // once on the new version (its size and validators are learnt afresh).
+      // The upstream file changed before we answered: a new version is current, so start over
+      // once on it (its size and validators are learnt afresh). This reader's demand goes first.
+      res.off('close', onClose);
+      reader.close(false);
       await handleStream(cache, id, req, res, { ...options, retryOnChange: false });
     } else if (res.headersSent) {
       res.destroy(); // mid-body: closing is the only honest signal left

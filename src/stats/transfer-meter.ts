@@ -1,34 +1,21 @@
-import type { ChunkManager } from '../download/chunk-manager.js';
-
 const WINDOW_MS = 5_000;
 const BUCKET_MS = 100;
 
 /**
- * Per-entry download rate from the manager's progress events, for progress bars and ETAs.
+ * Per-entry download rate, fed by transfers as bytes arrive, for progress bars and ETAs.
  * Ephemeral telemetry: it lives in memory only and starts from zero after a restart.
  */
 export class TransferMeter {
-  /** entryId:chunkIndex → last position reported. */
-  private readonly positions = new Map<string, number>();
   /** entryId → [time, bytes] samples within the window. */
   private readonly samples = new Map<string, Array<[number, number]>>();
 
   constructor(
-    manager: ChunkManager,
     private readonly onBytes: (bytes: number) => void,
     private readonly now: () => number = Date.now,
-  ) {
-    manager.on('download-started', ({ entryId, chunkIndex, start }) => this.positions.set(`${entryId}:${chunkIndex}`, start));
-    manager.on('download-progress', ({ entryId, chunkIndex, position }) => {
-      const k = `${entryId}:${chunkIndex}`;
-      const delta = position - (this.positions.get(k) ?? position);
-      this.positions.set(k, position);
-      if (delta > 0) this.record(entryId, delta);
-    });
-    manager.on('download-ended', ({ entryId, chunkIndex }) => this.positions.delete(`${entryId}:${chunkIndex}`));
-  }
+  ) {}
 
-  private record(entryId: string, bytes: number): void {
+  /** Bytes received from the upstream for an entry. */
+  record(entryId: string, bytes: number): void {
     this.onBytes(bytes);
     let list = this.samples.get(entryId);
     if (!list) this.samples.set(entryId, (list = []));

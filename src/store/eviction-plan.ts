@@ -23,15 +23,23 @@ const FS_BLOCK = 4096;
  * instant). A head pin keeps the chunks holding its first `pinHeadBytes` and the tail chunk,
  * where MP4 `moov` and Matroska cues often sit. Chunk rows never straddle a chunk boundary.
  * `allocated` (bytes on disk) also reveals bytes written but never recorded, e.g. by a download
- * cut off at shutdown, which a rewrite reclaims.
+ * cut off at shutdown, which a rewrite reclaims. Chunks overlapping a `protect` span (what readers
+ * still need, what transfers write) are kept.
  */
-export function planEviction(entry: EntryRow, rows: readonly ChunkRow[], need: number, allocated: number): EvictionPlan {
+export function planEviction(
+  entry: EntryRow,
+  rows: readonly ChunkRow[],
+  need: number,
+  allocated: number,
+  protect: ReadonlyArray<readonly [number, number]> = [],
+): EvictionPlan {
   if (entry.pinned && entry.pinHeadBytes === null) return { drop: [], droppedBytes: 0, action: { kind: 'none' } };
   const cs = entry.chunkSize;
   const total = entry.expectedTotalSize;
   const lastChunk = total !== null && total > 0 ? Math.floor((total - 1) / cs) : -1;
   const headChunks = entry.pinned && entry.pinHeadBytes !== null ? Math.ceil(entry.pinHeadBytes / cs) : 0;
-  const keepChunk = (i: number): boolean => entry.pinned && (i < headChunks || i === lastChunk);
+  const isProtected = (i: number): boolean => protect.some(([a, b]) => a <= (i + 1) * cs - 1 && b >= i * cs);
+  const keepChunk = (i: number): boolean => (entry.pinned && (i < headChunks || i === lastChunk)) || isProtected(i);
 
   const byChunk = new Map<number, ChunkRow[]>();
   for (const r of rows) {

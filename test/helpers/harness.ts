@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
-import { MediaCache, type CacheOptions } from '../../src/cache.js';
+import { MediaCache, type CacheEvents, type CacheOptions } from '../../src/cache.js';
 import { startServer, type CacheServer } from '../../src/server/http-server.js';
 
 export function tempDir(prefix = 'mediacache-test-'): string {
@@ -83,22 +83,35 @@ export async function getJson<T>(url: string): Promise<T> {
   return JSON.parse(res.body.toString()) as T;
 }
 
-/** Waits, by manager events (no polling), until `done()` holds. */
+/** Waits, by the cache's events (no polling), until `done()` holds. */
 export async function waitUntil(cache: MediaCache, done: () => boolean): Promise<void> {
   while (!done()) {
     await new Promise<void>((resolve) => {
       const wake = (): void => {
-        cache.manager.off('download-ended', wake);
-        cache.manager.off('chunk-stored', wake);
+        cache.off('download-ended', wake);
+        cache.off('chunk-stored', wake);
+        cache.off('state-changed', wake);
         resolve();
       };
-      cache.manager.on('download-ended', wake);
-      cache.manager.on('chunk-stored', wake);
+      cache.on('download-ended', wake);
+      cache.on('chunk-stored', wake);
+      cache.on('state-changed', wake);
     });
   }
 }
 
+/** Resolves with the payload of the cache's next `event`. */
+export function nextEvent<E extends keyof CacheEvents>(cache: MediaCache, event: E): Promise<CacheEvents[E][0]> {
+  return new Promise((resolve) => {
+    const once = (...args: CacheEvents[E]): void => {
+      cache.off(event, once);
+      resolve(args[0]);
+    };
+    cache.on(event, once);
+  });
+}
+
 /** Waits until an entry has all its bytes recorded. */
 export function waitComplete(proxy: Proxy, id: string): Promise<void> {
-  return waitUntil(proxy.cache, () => proxy.cache.repo.entryFacts(id)?.entry.isComplete === true);
+  return waitUntil(proxy.cache, () => proxy.cache.inspect(id).entry?.isComplete === true);
 }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import rangeParser from 'range-parser';
 
@@ -46,6 +46,9 @@ export interface RequestLog {
   receivedAt: number;
 }
 
+/** When `swapAt` replaces a file: after this many body bytes of its path, or after this many requests for it. */
+export type SwapTrigger = { afterBytes: number } | { afterRequests: number };
+
 export interface Upstream {
   readonly origin: string;
   url(path: string): string;
@@ -53,6 +56,16 @@ export interface Upstream {
   /** Serves a file from disk (read per slice, never held in memory): for fixtures of gigabytes. */
   setFileFromDisk(path: string, filePath: string, opts?: UpstreamFileOptions): void;
   deleteFile(path: string): void;
+  /**
+   * Replaces `path` with `data` once the trigger is reached, counted from this call: `afterBytes`
+   * body bytes of that path sent (the reply that reaches the count is cut into slices so the swap
+   * happens exactly at that byte), or `afterRequests` requests for that path answered. Like a
+   * rename: replies already under way keep sending the old bytes; requests after the swap see the
+   * new file and its new ETag. Resolves once swapped.
+   */
+  swapAt(path: string, trigger: SwapTrigger, data: Buffer, opts?: UpstreamFileOptions): Promise<void>;
+  /** Resets (TCP RST) every connection open now, idle keep-alive ones included. */
+  resetConnections(): void;
   /** Answers requests for `path` with `status` and `Location: location` (relative or absolute). */
   setRedirect(path: string, location: string, status?: number): void;
   options: UpstreamOptions;
@@ -219,11 +232,41 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
   let active = 0;
   let idleSince = performance.now();
   let closing: Promise<void> | undefined;
+  interface PendingSwap {
+    path: string;
+    /** Bytes of the path sent, or requests for it answered, since swapAt was called. */
+    count: number;
+    trigger: SwapTrigger;
+    apply: () => void;
+  }
+  let swaps: PendingSwap[] = [];
+  const sockets = new Set<Socket>();
+
+  /** Body bytes `path` may still send before its next byte-triggered swap (Infinity: none armed). */
+  function bytesUntilSwap(path: string): number {
+    let left = Infinity;
+    for (const s of swaps) if (s.path === path && 'afterBytes' in s.trigger) left = Math.min(left, s.trigger.afterBytes - s.count);
+    return left;
+  }
+
+  /** Counts `n` bytes or one request of `path` towards armed swaps and applies those reached. */
+  function advanceSwaps(path: string, kind: 'afterBytes' | 'afterRequests', n: number): void {
+    const due: PendingSwap[] = [];
+    for (const s of swaps) {
+      if (s.path !== path || !(kind in s.trigger)) continue;
+      s.count += n;
+      if (s.count >= (s.trigger as Record<string, number>)[kind]!) due.push(s);
+    }
+    if (due.length === 0) return;
+    swaps = swaps.filter((s) => !due.includes(s));
+    for (const s of due) s.apply();
+  }
 
   function countBytes(log: RequestLog, n: number): void {
     log.bytesSent += n;
     sentTotal += n;
     sentByPath.set(log.path, (sentByPath.get(log.path) ?? 0) + n);
+    advanceSwaps(log.path, 'afterBytes', n);
   }
 
   function takeFault(path: string): Fault | undefined {
@@ -258,7 +301,8 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
       }
       // Slow rates get smaller slices (~100 ms of budget) so the stream stays smooth.
       const slice = rate ? Math.max(1, Math.min(SLICE_BYTES, Math.floor(rate / 10))) : UNLIMITED_SLICE_BYTES;
-      const n = Math.min(slice, limit - sent);
+      // A byte-triggered swap lands exactly on its byte: the slice stops there.
+      const n = Math.min(slice, limit - sent, Math.max(1, bytesUntilSwap(log.path)));
       const flowing = res.write(body.slice(sent, sent + n));
       sent += n;
       countBytes(log, n);
@@ -308,6 +352,8 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
     } else if (file === undefined) reply = textReply(404, 'not found\n');
     else reply = fileReply(file, req, upstream.options);
 
+    // This request counts towards a request-triggered swap once its reply (of the old file) is chosen.
+    advanceSwaps(path, 'afterRequests', 1);
     res.writeHead(reply.status, reply.headers);
     log.status = reply.status;
     if (method === 'HEAD') {
@@ -331,6 +377,10 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
   }
 
   const server = createServer((req, res) => void handle(req, res));
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -353,6 +403,25 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
     deleteFile(path) {
       files.get(pathOf(path))?.dispose?.();
       files.delete(pathOf(path));
+    },
+    swapAt(path, trigger, data, opts = {}) {
+      return new Promise<void>((resolve) => {
+        const p = pathOf(path);
+        swaps.push({
+          path: p,
+          count: 0,
+          trigger,
+          apply: () => {
+            upstream.setFile(p, data, opts);
+            resolve();
+          },
+        });
+        // A trigger of 0 means now.
+        advanceSwaps(p, 'afterBytes' in trigger ? 'afterBytes' : 'afterRequests', 0);
+      });
+    },
+    resetConnections() {
+      for (const socket of sockets) socket.resetAndDestroy();
     },
     setRedirect(path, location, status = 302) {
       redirects.set(pathOf(path), { location, status });

@@ -1,7 +1,11 @@
-import type { CacheRepository, EntryRow } from '../db/repository.js';
+import type { CacheRepository, ChunkRow, EntryRow } from '../db/repository.js';
 import type { ChunkStore } from '../store/chunk-store.js';
-import type { ChunkManager, ChunkManagerOptions } from './chunk-manager.js';
+import type { BufferPool } from '../store/buffer-pool.js';
+import type { DemandHandle } from '../download/demand.js';
+import type { Wakeups } from '../download/wakeups.js';
+import { lookaheadChunks } from '../download/policy.js';
 import { ErrorCodes, MediaCacheError, STORAGE_FAILURE } from '../errors.js';
+import { chunkOf } from '../model/geometry.js';
 
 /**
  * Lookahead chunks are asked for only after this much of a read was served: a player that
@@ -9,17 +13,21 @@ import { ErrorCodes, MediaCacheError, STORAGE_FAILURE } from '../errors.js';
  */
 const LOOKAHEAD_AFTER_BYTES = 1024 * 1024;
 
-/**
- * How many chunks a reader's downloads run ahead of it: `seconds` of playback when the entry's
- * bitrate is known (at least one chunk), else the fixed `chunks`. A fixed count is 100 MiB
- * with the defaults: minutes of a 4 Mbps stream that a player may never reach.
- */
-export function lookaheadChunks(
-  entry: Pick<EntryRow, 'bitrate' | 'chunkSize'>,
-  options: Pick<ChunkManagerOptions, 'lookaheadChunks' | 'lookaheadSeconds'>,
-): number {
-  if (entry.bitrate === null) return options.lookaheadChunks;
-  return Math.max(1, Math.ceil(((entry.bitrate / 8) * options.lookaheadSeconds) / entry.chunkSize));
+/** What a reader needs from the core: a narrow view of the scheduler, integrity and store. */
+export interface ReadPath {
+  readonly wakeups: Wakeups;
+  readonly bufferPool: BufferPool;
+  readonly options: { waitTimeoutMs: number; lookaheadChunks: number; lookaheadSeconds: number };
+  openDemand(entryId: string): DemandHandle;
+  want(handle: DemandHandle, entry: EntryRow, critical: number, lookahead: readonly number[], position: number): void;
+  /** The reader waits at `position`: its chunk must be downloading or queued. */
+  ensureQueued(entry: EntryRow, position: number): void;
+  release(handle: DemandHandle): void;
+  verifyRow(entry: EntryRow, row: ChunkRow): Promise<boolean>;
+  /** The transfer of this version covering `position`, if its bytes have reached it. */
+  inflightAt(entry: EntryRow, position: number): { start: number; available: number; written: number } | undefined;
+  /** Bytes a transfer of this version just received, from memory. */
+  liveBytes(entry: EntryRow, position: number, end: number): Buffer | undefined;
 }
 
 export interface ServedBytes {
@@ -29,13 +37,22 @@ export interface ServedBytes {
 
 /**
  * One player's read of one entry. It yields bytes from stored ranges (one indexed lookup each)
- * and from downloads under way as soon as they are written, telling the manager where it reads
- * so the chunk there is CRITICAL and the next ones HIGH. close() releases that demand.
+ * and from downloads under way as soon as they arrive, telling the scheduler where it reads so
+ * the chunk there is CRITICAL and the next ones HIGH.
+ *
+ * Invariants kept here:
+ * - a read is bound to the version current when it began: rows, in-flight bytes and the file
+ *   are all of that version; when the version moves on the read throws MC_ERR_UPSTREAM_CHANGED
+ *   (the route starts over before headers, or cuts the body), never mixing two versions;
+ * - the reader's demand is one handle, released by close() whatever happened before;
+ * - its file is retained until close(), so it is not deleted under it.
  */
 export class EntryReader {
   /** What this read served: from stored ranges, or from downloads under way (a miss). */
   readonly served: ServedBytes = { fromCache: 0, live: 0 };
-  private held = new Set<number>();
+  private readonly handle: DemandHandle;
+  private retainedFile: string | undefined;
+  private closed = false;
   private demandedChunk = -1;
   private demandedTotal: number | null = null;
   private demandedLookahead = false;
@@ -44,12 +61,13 @@ export class EntryReader {
   constructor(
     private readonly repo: CacheRepository,
     private readonly store: ChunkStore,
-    private readonly manager: ChunkManager,
+    private readonly path: ReadPath,
     entry: EntryRow,
     private readonly signal: AbortSignal,
     private readonly onClose?: (served: Readonly<ServedBytes>) => void,
   ) {
     this.entry = entry;
+    this.handle = path.openDemand(entry.id);
   }
 
   /** Waits until the entry's total size is known, fetching the chunk at `hint` to learn it. */
@@ -58,46 +76,50 @@ export class EntryReader {
       // A storage failure after the size was learnt still lets the route answer (by passthrough).
       const entry = this.fresh(true);
       if (entry.expectedTotalSize !== null) return entry;
-      this.demandAt(Math.floor(hint / entry.chunkSize), hint, hint);
-      await this.manager.wakeups.wait(entry.id, this.manager.options.waitTimeoutMs, this.signal);
+      this.demandAt(chunkOf(hint, entry.chunkSize), hint, hint);
+      await this.path.wakeups.wait(entry.id, this.path.options.waitTimeoutMs, this.signal);
     }
   }
 
-  /** Yields the bytes [start, end] (inclusive) in order. */
+  /** Yields the bytes [start, end] (inclusive) of the version current now, in order. */
   async *read(start: number, end: number): AsyncGenerator<Buffer, void, undefined> {
-    const { id, chunkSize } = this.entry;
-    const generation = this.manager.generation(id);
+    const bound = this.entry;
+    const { id, chunkSize, version, filePath } = bound;
+    if (this.retainedFile === undefined) {
+      this.retainedFile = filePath;
+      this.store.retain(filePath);
+    }
     let pos = start;
     while (pos <= end) {
-      if (this.manager.generation(id) !== generation) {
-        throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'entry was invalidated while being read');
-      }
-      const index = Math.floor(pos / chunkSize);
+      const index = chunkOf(pos, chunkSize);
       const lookahead = pos - start >= LOOKAHEAD_AFTER_BYTES;
       if (index !== this.demandedChunk || this.entry.expectedTotalSize !== this.demandedTotal || lookahead !== this.demandedLookahead) {
         this.demandAt(index, end, pos, lookahead);
       }
-      const row = this.repo.chunkCovering(id, pos);
+      const row = this.repo.chunkCovering(id, version, pos);
       // A row whose bytes fail their checksum is dropped and re-downloaded: look again.
-      if (row && !(await this.manager.verifyRow(this.entry, row))) continue;
-      const live = row ? undefined : this.manager.inflightAt(this.entry, pos);
+      if (row && !(await this.path.verifyRow(bound, row))) continue;
+      const live = row ? undefined : this.path.inflightAt(bound, pos);
       const stop = row ? row.end : live ? live.start + live.available - 1 : -1;
       if (stop >= pos) {
         const last = Math.min(stop, end);
-        const inMemory = row ? undefined : this.manager.liveBytes(this.entry, pos, last);
+        const inMemory = row ? undefined : this.path.liveBytes(bound, pos, last);
         // Not in memory: read the file, which holds only what a download has finished writing.
         const upTo = inMemory ? pos + inMemory.length - 1 : live ? Math.min(last, live.start + live.written - 1) : last;
         if (upTo >= pos) {
           if (row) this.served.fromCache += upTo - pos + 1;
           else this.served.live += upTo - pos + 1;
           if (inMemory) yield inMemory;
-          else yield* this.readFile(pos, upTo);
+          else yield* this.readFile(filePath, pos, upTo);
           pos = upTo + 1;
           continue;
         }
       }
-      this.fresh(); // throws if the entry failed or is gone, rather than waiting for nothing
-      await this.manager.wakeups.wait(id, this.manager.options.waitTimeoutMs, this.signal);
+      // Throws if the entry failed, is gone or moved to another version, rather than waiting for nothing.
+      const current = this.fresh();
+      if (current.version !== version) throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'the upstream file changed while being read');
+      if (!live) this.path.ensureQueued(current, pos);
+      await this.path.wakeups.wait(id, this.path.options.waitTimeoutMs, this.signal);
     }
   }
 
@@ -107,8 +129,7 @@ export class EntryReader {
    * reader are reused for the whole response (fresh 1 MiB buffers per read made the garbage
    * collector the hottest path), so a yielded buffer is valid only until the next one is asked for.
    */
-  private async *readFile(from: number, to: number): AsyncGenerator<Buffer, void, undefined> {
-    const file = this.entry.filePath;
+  private async *readFile(file: string, from: number, to: number): AsyncGenerator<Buffer, void, undefined> {
     let [current, spare] = this.buffers();
     const readAt = (buf: Buffer, pos: number): Promise<number> | undefined =>
       pos <= to ? this.store.readInto(file, pos, buf, Math.min(buf.length, to - pos + 1)) : undefined;
@@ -136,7 +157,7 @@ export class EntryReader {
 
   /** The reader's two read buffers, from the shared pool, kept until close(). */
   private buffers(): [Buffer, Buffer] {
-    this.readBuffers ??= [this.manager.bufferPool.acquire(), this.manager.bufferPool.acquire()];
+    this.readBuffers ??= [this.path.bufferPool.acquire(), this.path.bufferPool.acquire()];
     return this.readBuffers;
   }
 
@@ -148,13 +169,16 @@ export class EntryReader {
     const entry = this.entry;
     const lookahead: number[] = [];
     if (withLookahead && entry.expectedTotalSize !== null) {
-      const lastChunk = Math.floor(Math.min(end, entry.expectedTotalSize - 1) / entry.chunkSize);
-      const ahead = lookaheadChunks(entry, this.manager.options);
+      const lastChunk = chunkOf(Math.min(end, entry.expectedTotalSize - 1), entry.chunkSize);
+      const ahead = lookaheadChunks(entry, this.path.options);
       for (let i = index + 1; i <= Math.min(lastChunk, index + ahead); i++) {
         lookahead.push(i);
       }
     }
-    this.held = this.manager.want(entry, this.held, index, lookahead, position);
+    // Noted before want(): if its queue work throws, the handle already holds the demand and
+    // close() releases it; the next demandAt() is not skipped for a chunk never queued.
+    this.demandedChunk = -1;
+    this.path.want(this.handle, entry, index, lookahead, position);
     this.demandedChunk = index;
     this.demandedTotal = entry.expectedTotalSize;
     this.demandedLookahead = withLookahead;
@@ -183,10 +207,13 @@ export class EntryReader {
    * (the response ended normally), so they can go back to the pool.
    */
   close(buffersIdle = false): void {
-    if (this.readBuffers && buffersIdle) for (const buf of this.readBuffers) this.manager.bufferPool.release(buf);
+    if (this.closed) return;
+    this.closed = true;
+    if (this.readBuffers && buffersIdle) for (const buf of this.readBuffers) this.path.bufferPool.release(buf);
     this.readBuffers = undefined;
-    this.manager.release(this.entry.id, this.held);
-    this.held = new Set();
+    this.path.release(this.handle);
+    if (this.retainedFile !== undefined) this.store.release(this.retainedFile);
+    this.retainedFile = undefined;
     this.onClose?.(this.served);
   }
 }

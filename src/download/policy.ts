@@ -1,0 +1,96 @@
+import { Priority } from '../db/repository.js';
+
+/**
+ * The scheduler's decisions as pure functions of plain data, each with a table test
+ * (test/units/policy.test.ts). Nothing here reads the database or the clock.
+ */
+
+export interface RetryPolicy {
+  /** Attempts per chunk download before the entry is marked Failed. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+/** Delay before attempt `attempt + 1` after a transient failure: exponential, capped. */
+export function backoffDelay(attempt: number, retry: RetryPolicy): number {
+  return Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** Math.max(0, attempt - 1));
+}
+
+/**
+ * Which running transfer to pre-empt so that queued work of priority `next` can start: the least
+ * urgent one (the most recently started among equals), and only if it is less urgent than `next`.
+ */
+export function pickVictim<T extends { priority: Priority }>(running: readonly T[], next: Priority): T | undefined {
+  let victim: T | undefined;
+  for (const t of running) if (!victim || t.priority >= victim.priority) victim = t;
+  return victim && victim.priority > next ? victim : undefined;
+}
+
+/**
+ * The priority of a chunk nobody reads any more: MEDIUM while the entry is being pre-cached,
+ * LOW with background fill, else null (dropped; a running transfer is cancelled, keeping its prefix).
+ */
+export function priorityWithoutReaders(prefetching: boolean, backgroundFill: boolean): Priority | null {
+  if (prefetching) return Priority.MEDIUM;
+  return backgroundFill ? Priority.LOW : null;
+}
+
+/** Why a transfer is asked to stop. A later, stronger reason replaces a weaker one. */
+export type StopReason = 'preempted' | 'cancelled' | 'shutdown' | 'invalidated';
+const STOP_STRENGTH: Record<StopReason, number> = { preempted: 0, cancelled: 1, shutdown: 2, invalidated: 3 };
+
+export function strongerStop(current: StopReason | null, requested: StopReason): StopReason {
+  return current === null || STOP_STRENGTH[requested] > STOP_STRENGTH[current] ? requested : current;
+}
+
+/** Whether a transfer stopped for `reason` keeps (records) the prefix it wrote. */
+export function keepsPrefix(reason: StopReason | null): boolean {
+  return reason === null || reason === 'preempted' || reason === 'cancelled';
+}
+
+/**
+ * The work queued once an entry's size is known: head and tail chunks at HIGH (MP4 `moov` and
+ * Matroska cues often sit at the end; players read them before the first frame), the rest at
+ * MEDIUM while pre-caching, LOW with background fill, else nothing.
+ */
+export function openingPlan(chunks: number, prefetching: boolean, backgroundFill: boolean): { high: number[]; rest: Priority | null } {
+  if (chunks === 0) return { high: [], rest: null };
+  const high = chunks === 1 ? [0] : [0, chunks - 1];
+  return { high, rest: prefetching ? Priority.MEDIUM : backgroundFill ? Priority.LOW : null };
+}
+
+/**
+ * How many chunks a reader's downloads run ahead of it: `seconds` of playback when the entry's
+ * bitrate is known (at least one chunk), else the fixed `chunks`. A fixed count is 100 MiB with
+ * the defaults: minutes of a 4 Mbps stream that a player may never reach.
+ */
+export function lookaheadChunks(
+  entry: { bitrate: number | null; chunkSize: number },
+  options: { lookaheadChunks: number; lookaheadSeconds: number },
+): number {
+  if (entry.bitrate === null) return options.lookaheadChunks;
+  return Math.max(1, Math.ceil(((entry.bitrate / 8) * options.lookaheadSeconds) / entry.chunkSize));
+}
+
+/** What admission answers for a transfer about to start. */
+export type Admission = 'admit' | 'wait' | 'drop';
+
+/**
+ * Admission against the size limits. Work that fits starts. Playback work (CRITICAL, HIGH)
+ * waits while room is made (bytes behind players and other entries are evicted). Background
+ * work (MEDIUM pre-cache, LOW fill) never evicts its own entry: once a pass could not make room
+ * for it from elsewhere, its queued background work is dropped (the entry stays as far as it got)
+ * so it never holds up other entries.
+ */
+export function decideAdmission(input: {
+  fits: boolean;
+  priority: Priority;
+  entryBeingEvicted: boolean;
+  noRoomForBackground: boolean;
+}): Admission {
+  if (input.entryBeingEvicted) return 'wait';
+  if (input.fits) return 'admit';
+  if (input.priority >= Priority.MEDIUM && input.noRoomForBackground) return 'drop';
+  return 'wait';
+}

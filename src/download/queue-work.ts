@@ -1,0 +1,51 @@
+import { Priority, type CacheRepository, type EntryRow } from '../db/repository.js';
+import { chunkCount, missingChunks } from '../model/geometry.js';
+import { coalesceRanges } from '../state/entry-state.js';
+import { openingPlan } from './policy.js';
+
+type Raise = (entry: EntryRow, index: number, priority: Priority, now: number) => void;
+
+/**
+ * Queue work that is not about one transfer: the opening plan once a size is known, a
+ * pre-cache's rows, and where a reader that seeked into a chunk wants its download to begin.
+ */
+export class QueueWork {
+  /** `${entryId}:${chunkIndex}` → the byte a seek wants the chunk's download to start at. */
+  readonly seekStarts = new Map<string, number>();
+
+  constructor(
+    private readonly repo: CacheRepository,
+    private readonly backgroundFill: boolean,
+  ) {}
+
+  /** True while a pre-cache of the entry has MEDIUM rows queued. */
+  isPrefetching(entryId: string): boolean {
+    return this.repo.queueFor(entryId).some((r) => r.priority === Priority.MEDIUM);
+  }
+
+  /** Once the size is known: head and tail at HIGH, the rest as openingPlan() says. */
+  queueOpening(entry: EntryRow, raise: Raise): void {
+    const current = this.repo.getEntry(entry.id);
+    if (!current || current.version !== entry.version) return;
+    const plan = openingPlan(chunkCount(current), this.isPrefetching(entry.id), this.backgroundFill);
+    // One millisecond earlier than readers' lookahead, so head and tail sort before it.
+    const early = Date.now() - 1;
+    for (const index of plan.high) raise(current, index, Priority.HIGH, early);
+    if (plan.rest !== null) this.enqueueMissing(current, plan.rest);
+  }
+
+  /** Queues every missing chunk at `priority`; returns how many. */
+  enqueueMissing(entry: EntryRow, priority: Priority): number {
+    if (entry.expectedTotalSize === null) {
+      this.repo.enqueue(entry.id, 0, priority, Date.now());
+      return 1;
+    }
+    const missing = missingChunks(entry, coalesceRanges(this.repo.listChunks(entry.id)));
+    this.repo.enqueueMany(entry.id, missing, priority, Date.now());
+    return missing.length;
+  }
+
+  forgetSeeks(entryId: string): void {
+    for (const k of this.seekStarts.keys()) if (k.startsWith(`${entryId}:`)) this.seekStarts.delete(k);
+  }
+}

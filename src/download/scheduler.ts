@@ -1,0 +1,501 @@
+import type { CacheRepository, ChunkRow, EntryRow, QueueRow } from '../db/repository.js';
+import { Priority } from '../db/repository.js';
+import { retryWhileBusy } from '../db/busy-retry.js';
+import type { ChunkStore } from '../store/chunk-store.js';
+import type { ChunkVerifier } from '../store/chunk-verifier.js';
+import { ErrorCodes, MediaCacheError } from '../errors.js';
+import { asError, type CoreEvents } from '../events.js';
+import { chunkOf, transferKey, versionFileName } from '../model/geometry.js';
+import { deriveState, type EntryState } from '../state/entry-state.js';
+import type { TransferSnapshot } from '../inspect.js';
+import type { DemandHandle, DemandRegistry } from './demand.js';
+import type { Downloader, UpstreamMetadata } from './downloader.js';
+import { gapFrom, missingStart } from './gaps.js';
+import { pickVictim, priorityWithoutReaders, type Admission, type RetryPolicy } from './policy.js';
+import { QueueWork } from './queue-work.js';
+import { Transfer, type TransferHost, type TransferResult } from './transfer.js';
+import type { Wakeups } from './wakeups.js';
+
+/**
+ * Picks queued work, starts transfers, pre-empts, counts slots, and settles every transfer in
+ * one place. The queue is rows in cache_download_queue (it survives restarts); in memory live
+ * only the transfers under way.
+ *
+ * Invariants kept here:
+ * - a transfer is registered under (entry, version, chunk) from start to settle(); nothing else
+ *   removes it, and nothing starts a second transfer under a key that is taken;
+ * - settle() runs once per transfer and releases everything it held: its registration, its
+ *   file, its reservation, its queue row (only if its version is still current);
+ * - slots counted = transfers that may have an upstream request open (receiving, not stopping);
+ * - a change of version is one transaction (repo.newVersion); transfers of the old version are
+ *   asked to stop, and their rows could not be recorded anyway (recordChunk checks the version);
+ * - events go out after the state they describe is committed (CoreEvents defers listeners).
+ */
+
+export interface SchedulerOptions {
+  maxConcurrentDownloads: number;
+  /** Queue every missing chunk of an opened entry at LOW priority. */
+  backgroundFill: boolean;
+  retry: RetryPolicy;
+}
+
+/** What the scheduler asks of the size limits (the evictor): a narrow view. */
+export interface AdmissionControl {
+  admit(entryId: string, chunkIndex: number, bytes: number, priority: Priority): Admission;
+  /** A transfer ended: its file is measured again in place of its reservation. */
+  transferEnded(entryId: string, chunkIndex: number): void;
+}
+
+/** How often (ms) a transfer's progress event may fire. */
+const PROGRESS_EVENT_MS = 250;
+/** How long the pump waits before retrying after a database error. */
+const PUMP_RETRY_MS = 500;
+
+export class Scheduler implements TransferHost {
+  private readonly transfers = new Map<string, Transfer>();
+  private readonly done = new Map<Transfer, Promise<void>>();
+  private readonly progressAt = new Map<Transfer, number>();
+  /** Entries whose upstream ignores Range, mid-way through the one download of the whole body. */
+  private readonly wholeBodies = new Map<string, Transfer>();
+  private readonly lastStates = new Map<string, EntryState>();
+  readonly queue: QueueWork;
+  private pumping = false;
+  private pumpAgain = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  admission: AdmissionControl = { admit: () => 'admit', transferEnded: () => undefined };
+
+  constructor(
+    readonly repo: CacheRepository,
+    readonly store: ChunkStore,
+    readonly verifier: ChunkVerifier,
+    readonly downloader: Downloader,
+    private readonly demand: DemandRegistry,
+    private readonly wakeups: Wakeups,
+    private readonly events: CoreEvents,
+    private readonly options: SchedulerOptions,
+    private readonly onUpstreamBytes: (entryId: string, bytes: number) => void,
+  ) {
+    this.queue = new QueueWork(repo, options.backgroundFill);
+  }
+
+  get retry(): RetryPolicy {
+    return this.options.retry;
+  }
+
+  /** Resumes the persisted queue. */
+  start(): void {
+    this.repo.requeueDownloading();
+    this.pump();
+  }
+
+  // ---- what readers and the evictor see ------------------------------------------------------
+
+  transferAt(entry: EntryRow, position: number): Transfer | undefined {
+    return this.transfers.get(transferKey(entry.id, entry.version, chunkOf(position, entry.chunkSize)));
+  }
+
+  /** The whole-body download of this version, if one runs. */
+  wholeBodyOf(entry: EntryRow): Transfer | undefined {
+    const t = this.wholeBodies.get(entry.id);
+    return t && t.version === entry.version ? t : undefined;
+  }
+
+  transfersOf(entryId: string): Transfer[] {
+    return [...this.transfers.values()].filter((t) => t.entryId === entryId);
+  }
+
+  /** Resolves once no transfer of the entry runs (new ones may start afterwards). */
+  async whenIdle(entryId: string): Promise<void> {
+    for (let running = this.transfersOf(entryId); running.length > 0; running = this.transfersOf(entryId)) {
+      await Promise.all(running.map((t) => this.done.get(t)));
+    }
+  }
+
+  get slotsUsed(): number {
+    let n = 0;
+    for (const t of this.transfers.values()) if (t.takesSlot) n++;
+    return n;
+  }
+
+  snapshot(): TransferSnapshot[] {
+    return [...this.transfers.values()].map((t) => ({
+      entryId: t.entryId,
+      chunkIndex: t.chunkIndex,
+      version: t.version,
+      priority: t.priority,
+      start: t.start,
+      end: t.end,
+      written: t.written,
+      received: t.received,
+      stopping: t.stopReason,
+    }));
+  }
+
+  // ---- readers' demand ----------------------------------------------------------------------
+
+  /**
+   * Sets what one reader wants: `critical` at CRITICAL, `lookahead` at HIGH. The handle is
+   * changed first (memory only); the queue work after it may throw (a busy database), and the
+   * reader's close() still releases exactly what the handle holds.
+   */
+  want(handle: DemandHandle, entry: EntryRow, critical: number, lookahead: readonly number[], position: number): void {
+    const dropped = handle.set([critical, ...lookahead], position);
+    let raised = false;
+    for (const index of [critical, ...lookahead]) {
+      // Stored chunks (every chunk of a complete entry) need no queue work: a cached read costs
+      // no statement here. A chunk dropped later is queued from the reader's wait (ensureQueued).
+      if (entry.isComplete || missingStart(this.repo, entry, index) === null) continue;
+      if (index === critical) {
+        const running = this.transfers.get(transferKey(entry.id, entry.version, critical));
+        if (!running || running.stopReason) this.queue.seekStarts.set(`${entry.id}:${critical}`, position);
+      }
+      this.raise(entry, index, index === critical ? Priority.CRITICAL : Priority.HIGH);
+      raised = true;
+    }
+    this.downgrade(entry.id, dropped);
+    if (raised) this.pump();
+  }
+
+  /** A reader waits at `position`: make sure its chunk is being fetched (a scrub may have dropped it). */
+  ensureQueued(entry: EntryRow, position: number): void {
+    const index = chunkOf(position, entry.chunkSize);
+    if (this.transfers.has(transferKey(entry.id, entry.version, index)) || this.wholeBodyOf(entry)) return;
+    if (missingStart(this.repo, entry, index) === null) return;
+    this.queue.seekStarts.set(`${entry.id}:${index}`, position);
+    this.raise(entry, index, Priority.CRITICAL);
+    this.pump();
+  }
+
+  /** A reader is done: its demand goes, and work nobody else wants is downgraded or cancelled. */
+  release(handle: DemandHandle): void {
+    const held = handle.release();
+    if (held.length === 0) return;
+    retryWhileBusy(() => this.downgrade(handle.entryId, held)).catch((err: unknown) => this.report(err));
+  }
+
+  private downgrade(entryId: string, indexes: readonly number[]): void {
+    let prefetching: boolean | undefined;
+    let changed = false;
+    for (const index of indexes) {
+      if (this.demand.wants(entryId, index)) continue;
+      const row = this.repo.getQueueRow(entryId, index);
+      if (!row || row.priority > Priority.HIGH) continue;
+      changed = true;
+      prefetching ??= this.queue.isPrefetching(entryId);
+      const fallback = priorityWithoutReaders(prefetching, this.options.backgroundFill);
+      const running = [...this.transfers.values()].find((t) => t.entryId === entryId && t.chunkIndex === index);
+      if (fallback !== null) {
+        this.repo.setQueuePriority(entryId, index, fallback);
+        if (running) running.priority = fallback;
+      } else if (running) {
+        running.stop('cancelled');
+      } else {
+        this.repo.dequeue(entryId, index);
+      }
+    }
+    if (changed) this.pump();
+  }
+
+  /** Queues a chunk, or raises the priority of its queued or running download. */
+  raise(entry: EntryRow, index: number, priority: Priority, now = Date.now()): void {
+    this.repo.enqueue(entry.id, index, priority, now);
+    const running = this.transfers.get(transferKey(entry.id, entry.version, index));
+    if (running && priority < running.priority) running.priority = priority;
+  }
+
+  // ---- the pump -----------------------------------------------------------------------------
+
+  /**
+   * Starts queued downloads while slots are free. When all are busy, more urgent queued work
+   * pre-empts the least urgent transfer (whose written prefix is kept). Re-entrant calls (a
+   * transfer freeing its slot while the pump runs) make it go round once more.
+   */
+  pump(): void {
+    if (this.closed) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        this.pumpQueue();
+      } while (this.pumpAgain && !this.closed);
+    } catch (err) {
+      // The database is busy or failing: report it, keep the process up, try again shortly.
+      this.report(err);
+      this.retryLater();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private retryLater(): void {
+    this.retryTimer ??= setTimeout(() => {
+      this.retryTimer = undefined;
+      try {
+        // Rows a failed settle() could not give back: the occupied-key check skips live ones.
+        this.repo.requeueDownloading();
+      } catch (err) {
+        this.report(err);
+        this.retryLater();
+        return;
+      }
+      this.pump();
+    }, PUMP_RETRY_MS).unref();
+  }
+
+  private pumpQueue(): void {
+    for (;;) {
+      const next = this.repo.nextQueued();
+      if (!next) return;
+      const running = [...this.transfers.values()].filter((t) => t.takesSlot);
+      if (running.length >= this.options.maxConcurrentDownloads) {
+        const victim = pickVictim(running, next.priority);
+        if (!victim) return;
+        victim.stop('preempted');
+      }
+      if (!this.startTransfer(next)) return;
+    }
+  }
+
+  /** False when admission makes it wait: the row stays queued and the pump stops. */
+  private startTransfer(row: QueueRow): boolean {
+    const { entryId, chunkIndex: index, priority } = row;
+    const entry = this.repo.getEntry(entryId);
+    const seekKey = `${entryId}:${index}`;
+    const from = this.queue.seekStarts.get(seekKey);
+    // A whole-body download of this entry writes every chunk already: do not fetch it twice.
+    const gap =
+      entry && entry.errorMessage === null && !this.wholeBodies.has(entryId)
+        ? (from !== undefined && gapFrom(this.repo, entry, index, from)) || gapFrom(this.repo, entry, index, 0)
+        : null;
+    if (!entry || !gap) {
+      this.queue.seekStarts.delete(seekKey);
+      this.repo.dequeue(entryId, index);
+      return true;
+    }
+    const key = transferKey(entryId, entry.version, index);
+    if (this.transfers.has(key)) {
+      this.repo.setQueueStatus(entryId, index, 'downloading'); // a row given back while its transfer runs
+      return true;
+    }
+    const chunkEnd = (index + 1) * entry.chunkSize - 1;
+    const total = entry.expectedTotalSize;
+    const bytes = (total === null ? chunkEnd : Math.min(chunkEnd, total - 1)) - gap.start + 1;
+    const admission = this.admission.admit(entryId, index, bytes, priority);
+    if (admission === 'wait') return false;
+    if (admission === 'drop') {
+      this.repo.dequeueAtOrBelow(entryId, Priority.MEDIUM);
+      this.events.emit('background-stopped', { entryId, reason: 'the size limit leaves no room for the rest of this entry' });
+      this.emitState(entryId);
+      return true;
+    }
+    this.queue.seekStarts.delete(seekKey);
+    this.repo.setQueueStatus(entryId, index, 'downloading');
+    const t = new Transfer(this, entryId, entry.version, entry.filePath, index, priority, gap.start, gap.end);
+    this.transfers.set(key, t);
+    this.store.retain(entry.filePath);
+    this.events.emit('download-started', { entryId, chunkIndex: index, priority, start: gap.start });
+    this.done.set(
+      t,
+      t.run().then((result) => this.settle(t, result)),
+    );
+    return true;
+  }
+
+  // ---- the one place a transfer ends --------------------------------------------------------
+
+  private settle(t: Transfer, result: TransferResult): void {
+    this.transfers.delete(transferKey(t.entryId, t.version, t.chunkIndex));
+    this.done.delete(t);
+    this.progressAt.delete(t);
+    const wasWhole = this.wholeBodies.get(t.entryId) === t;
+    if (wasWhole) this.wholeBodies.delete(t.entryId);
+    this.store.release(t.filePath);
+    this.admission.transferEnded(t.entryId, t.chunkIndex);
+    try {
+      const entry = this.repo.getEntry(t.entryId);
+      // Queue rows belong to the current version: an old version's transfer leaves them alone.
+      if (entry && entry.version === t.version) this.settleQueue(entry, t, result, wasWhole);
+    } catch (err) {
+      this.report(err);
+      this.retryLater();
+    }
+    this.wakeups.notify(t.entryId);
+    this.events.emit('download-progress', { entryId: t.entryId, chunkIndex: t.chunkIndex, position: t.start + t.written });
+    this.events.emit('download-ended', { entryId: t.entryId, chunkIndex: t.chunkIndex, outcome: result.outcome });
+    this.emitState(t.entryId);
+    this.pump();
+  }
+
+  private settleQueue(entry: EntryRow, t: Transfer, result: TransferResult, wasWhole: boolean): void {
+    const { entryId, chunkIndex } = t;
+    switch (result.outcome) {
+      case 'stored': {
+        if (missingStart(this.repo, entry, chunkIndex) === null) {
+          this.repo.dequeue(entryId, chunkIndex);
+          break;
+        }
+        // It began at a seek or ended at a stored range: the chunk stays queued for its other gaps.
+        const wanted = this.demand.wants(entryId, chunkIndex) || t.priority >= Priority.MEDIUM;
+        const priority = wanted ? t.priority : this.options.backgroundFill ? Priority.LOW : null;
+        if (priority === null) this.repo.dequeue(entryId, chunkIndex);
+        else {
+          this.repo.enqueue(entryId, chunkIndex, priority, Date.now());
+          this.repo.setQueueStatus(entryId, chunkIndex, 'queued');
+        }
+        break;
+      }
+      case 'preempted':
+        this.repo.setQueueStatus(entryId, chunkIndex, 'queued');
+        break;
+      case 'cancelled':
+        // A reader may have asked for the chunk again while the cancel was under way.
+        if (this.demand.wants(entryId, chunkIndex)) this.repo.setQueueStatus(entryId, chunkIndex, 'queued');
+        else this.repo.dequeue(entryId, chunkIndex);
+        break;
+      case 'failed': {
+        const message = asError(result.error).message;
+        this.repo.setEntryError(entryId, message);
+        this.repo.dequeueEntry(entryId);
+        break;
+      }
+      case 'invalidated':
+        if (result.upstreamChanged) this.newVersion(entry, 'upstream file changed');
+        break;
+      case 'shutdown':
+        break; // the row stays 'downloading'; start() gives it back to the queue
+    }
+    if (wasWhole && result.outcome !== 'failed') {
+      // Chunks readers want that the whole body did not reach were dequeued while it ran.
+      for (const index of this.demand.chunksOf(entryId)) {
+        if (missingStart(this.repo, entry, index) !== null) this.repo.enqueue(entryId, index, Priority.HIGH, Date.now());
+      }
+    }
+  }
+
+  /**
+   * The upstream file changed: one transaction makes a new version current; everything of the
+   * old one stops, and its file goes once no transfer or reader uses it.
+   */
+  newVersion(entry: EntryRow, reason: string): void {
+    const next = this.repo.newVersion(entry.id, entry.version, (v) => versionFileName(entry.id, v));
+    if (!next || next.version === entry.version) return;
+    for (const t of this.transfersOf(entry.id)) if (t.version < next.version) t.stop('invalidated');
+    this.queue.forgetSeeks(entry.id);
+    this.store.retire(entry.filePath);
+    this.verifier.forget(entry.filePath);
+    this.wakeups.notify(entry.id);
+    this.events.emit('entry-invalidated', { entryId: entry.id, reason, version: next.version });
+    this.emitState(entry.id);
+  }
+
+  // ---- TransferHost -------------------------------------------------------------------------
+
+  acceptMetadata(t: Transfer, entry: EntryRow, meta: UpstreamMetadata): EntryRow {
+    if (entry.expectedTotalSize === null) {
+      const { totalSize: expectedTotalSize, mimeType, etag, lastModified } = meta;
+      const first = this.repo.setEntryMetadata(entry.id, t.version, { expectedTotalSize, mimeType, etag, lastModified });
+      const updated = this.repo.getEntry(entry.id);
+      if (!updated || updated.version !== t.version) {
+        t.stop('invalidated');
+        throw new MediaCacheError(ErrorCodes.ABORTED, 'version no longer current');
+      }
+      if (first) {
+        // After the first body bytes are on their way: a dozen writes the reader need not wait for.
+        setImmediate(() => {
+          if (!this.closed) this.guard(() => this.queue.queueOpening(updated, (e, i, p, now) => this.raise(e, i, p, now)));
+          this.pump();
+        });
+        this.wakeups.notify(entry.id);
+        this.emitState(entry.id);
+        return updated;
+      }
+      entry = updated; // another transfer's first reply was first: compare with it
+    }
+    const etagChanged = entry.etag !== null && meta.etag !== null && entry.etag !== meta.etag;
+    if (meta.totalSize !== entry.expectedTotalSize || etagChanged) {
+      throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'upstream file changed (size or ETag differs)');
+    }
+    return entry;
+  }
+
+  onProgress(t: Transfer, newBytes: number): void {
+    this.wakeups.notify(t.entryId);
+    this.onUpstreamBytes(t.entryId, newBytes);
+    const now = Date.now();
+    if (now - (this.progressAt.get(t) ?? 0) < PROGRESS_EVENT_MS) return;
+    this.progressAt.set(t, now);
+    const position = t.whole ? t.whole.written : t.start + t.received;
+    this.events.emit('download-progress', { entryId: t.entryId, chunkIndex: t.chunkIndex, position });
+  }
+
+  onSlotFreed(): void {
+    this.pump();
+  }
+
+  claimWholeBody(t: Transfer): boolean {
+    if (this.wholeBodies.has(t.entryId)) return false;
+    this.wholeBodies.set(t.entryId, t);
+    return true;
+  }
+
+  onRecorded(t: Transfer, row: ChunkRow): void {
+    this.wakeups.notify(t.entryId);
+    this.events.emit('chunk-stored', { entryId: t.entryId, version: t.version, start: row.start, end: row.end });
+  }
+
+  // ---- entries going away, shutdown ---------------------------------------------------------
+
+  /** Stops every transfer of an entry (before its rows and file are removed) and waits for them. */
+  async forget(entryId: string): Promise<void> {
+    for (const t of this.transfersOf(entryId)) t.stop('invalidated');
+    await this.whenIdle(entryId);
+    this.queue.forgetSeeks(entryId);
+    this.lastStates.delete(entryId);
+    this.wakeups.notify(entryId);
+  }
+
+  /** Pauses background work: queued MEDIUM/LOW rows dropped, such transfers nobody reads cancelled. */
+  async pauseBackground(entryId: string): Promise<void> {
+    this.repo.dequeueAtOrBelow(entryId, Priority.MEDIUM);
+    const running = this.transfersOf(entryId).filter((t) => t.priority >= Priority.MEDIUM && !this.demand.wants(entryId, t.chunkIndex));
+    for (const t of running) t.stop('cancelled');
+    await Promise.all(running.map((t) => this.done.get(t)));
+    this.emitState(entryId);
+  }
+
+  /** Emits state-changed when the derived state differs from the last one emitted. */
+  emitState(entryId: string): void {
+    this.guard(() => {
+      const state = deriveState(this.repo.entryFacts(entryId));
+      if (this.lastStates.get(entryId) === state) return;
+      this.lastStates.set(entryId, state);
+      this.events.emit('state-changed', { entryId, state });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    const running = [...this.transfers.values()];
+    for (const t of running) t.stop('shutdown');
+    await Promise.all(running.map((t) => this.done.get(t)));
+    this.wakeups.notifyAll();
+  }
+
+  private guard(work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      this.report(err);
+    }
+  }
+
+  report(err: unknown): void {
+    this.events.emit('background-error', { error: asError(err) });
+  }
+}

@@ -1,0 +1,54 @@
+import { EventEmitter } from 'node:events';
+import type { Priority } from './db/repository.js';
+import type { EntryState } from './state/entry-state.js';
+
+export type DownloadOutcome = 'stored' | 'preempted' | 'cancelled' | 'failed' | 'shutdown' | 'invalidated';
+
+/** Events for dashboards and embedding apps; payloads are plain data. */
+export interface CacheEvents {
+  'chunk-stored': [{ entryId: string; version: number; start: number; end: number }];
+  /** A stored row failed its checksum (or its bytes are gone) and was dropped for re-download. */
+  'chunk-invalid': [{ entryId: string; start: number; end: number }];
+  'download-started': [{ entryId: string; chunkIndex: number; priority: Priority; start: number }];
+  /** Throttled: a few per second per transfer, and one when it ends. */
+  'download-progress': [{ entryId: string; chunkIndex: number; position: number }];
+  'download-ended': [{ entryId: string; chunkIndex: number; outcome: DownloadOutcome }];
+  'state-changed': [{ entryId: string; state: EntryState }];
+  /** The upstream file changed: a new version is current; its bytes are fetched afresh. */
+  'entry-invalidated': [{ entryId: string; reason: string; version: number }];
+  /** Background work of an entry was dropped because it cannot fit under the size limits. */
+  'background-stopped': [{ entryId: string; reason: string }];
+  /** Something failed outside any request (e.g. the database was busy); work is retried. */
+  'background-error': [{ error: Error }];
+}
+
+/**
+ * Events emitted after commit, outside bookkeeping: emit() only queues; listeners run on a
+ * later microtask, each on its own, so one that throws or calls back into the cache changes
+ * nothing but itself (its error goes to `onListenerError`).
+ */
+export class CoreEvents extends EventEmitter<CacheEvents> {
+  constructor(private readonly onListenerError: (error: Error, event: string) => void = () => undefined) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  override emit<K extends keyof CacheEvents>(event: K, ...args: CacheEvents[K]): boolean {
+    if (this.listenerCount(event) === 0) return false;
+    queueMicrotask(() => {
+      for (const listener of this.rawListeners(event) as Array<(...a: unknown[]) => unknown>) {
+        try {
+          const result = listener(...args);
+          if (result instanceof Promise) result.catch((err: unknown) => this.onListenerError(asError(err), event));
+        } catch (err) {
+          this.onListenerError(asError(err), event);
+        }
+      }
+    });
+    return true;
+  }
+}
+
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
