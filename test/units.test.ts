@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatBytes, parseBitrate, parseSize } from '../src/units.js';
-import { lookaheadChunks } from '../src/download/policy.js';
+import { lookaheadChunks } from '../src/policy/scheduling.js';
 
 test('sizes: bytes, decimal and binary units; anything else is undefined', () => {
   assert.equal(parseSize('1048576'), 1048576);

@@ -1,7 +1,7 @@
 import { Priority, type CacheRepository, type EntryRow } from '../db/repository.js';
 import { chunkCount, missingChunks } from '../model/geometry.js';
 import { coalesceRanges } from '../state/entry-state.js';
-import { openingPlan } from './policy.js';
+import { openingPlan } from '../policy/scheduling.js';
 
 type Raise = (entry: EntryRow, index: number, priority: Priority, now: number) => void;
 

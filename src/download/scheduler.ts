@@ -1,6 +1,5 @@
 import type { CacheRepository, ChunkRow, EntryRow, QueueRow } from '../db/repository.js';
 import { Priority } from '../db/repository.js';
-import { retryWhileBusy } from '../db/busy-retry.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import type { ChunkVerifier } from '../store/chunk-verifier.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
@@ -8,11 +7,13 @@ import { asError, type CoreEvents } from '../events.js';
 import { chunkOf, transferKey, versionFileName } from '../model/geometry.js';
 import { deriveState, type EntryState } from '../state/entry-state.js';
 import type { TransferSnapshot } from '../inspect.js';
-import type { DemandHandle, DemandRegistry } from './demand.js';
+import type { DemandRegistry } from './demand.js';
 import type { Downloader, UpstreamMetadata } from './downloader.js';
-import { gapFrom, missingStart } from './gaps.js';
-import { pickVictim, priorityWithoutReaders, type Admission, type RetryPolicy } from './policy.js';
+import { gapFrom } from './gaps.js';
+import type { Admission } from '../policy/admission.js';
+import { pickVictim, type RetryPolicy } from '../policy/scheduling.js';
 import { QueueWork } from './queue-work.js';
+import { applyOutcome } from './outcome.js';
 import { Transfer, type TransferHost, type TransferResult } from './transfer.js';
 import type { Wakeups } from './wakeups.js';
 
@@ -92,7 +93,12 @@ export class Scheduler implements TransferHost {
   // ---- what readers and the evictor see ------------------------------------------------------
 
   transferAt(entry: EntryRow, position: number): Transfer | undefined {
-    return this.transfers.get(transferKey(entry.id, entry.version, chunkOf(position, entry.chunkSize)));
+    return this.transferOf(entry, chunkOf(position, entry.chunkSize));
+  }
+
+  /** The transfer of chunk `index` of the entry's current version. */
+  transferOf(entry: EntryRow, index: number): Transfer | undefined {
+    return this.transfers.get(transferKey(entry.id, entry.version, index));
   }
 
   /** The whole-body download of this version, if one runs. */
@@ -130,71 +136,6 @@ export class Scheduler implements TransferHost {
       received: t.received,
       stopping: t.stopReason,
     }));
-  }
-
-  // ---- readers' demand ----------------------------------------------------------------------
-
-  /**
-   * Sets what one reader wants: `critical` at CRITICAL, `lookahead` at HIGH. The handle is
-   * changed first (memory only); the queue work after it may throw (a busy database), and the
-   * reader's close() still releases exactly what the handle holds.
-   */
-  want(handle: DemandHandle, entry: EntryRow, critical: number, lookahead: readonly number[], position: number): void {
-    const dropped = handle.set([critical, ...lookahead], position);
-    let raised = false;
-    for (const index of [critical, ...lookahead]) {
-      // Stored chunks (every chunk of a complete entry) need no queue work: a cached read costs
-      // no statement here. A chunk dropped later is queued from the reader's wait (ensureQueued).
-      if (entry.isComplete || missingStart(this.repo, entry, index) === null) continue;
-      if (index === critical) {
-        const running = this.transfers.get(transferKey(entry.id, entry.version, critical));
-        if (!running || running.stopReason) this.queue.seekStarts.set(`${entry.id}:${critical}`, position);
-      }
-      this.raise(entry, index, index === critical ? Priority.CRITICAL : Priority.HIGH);
-      raised = true;
-    }
-    this.downgrade(entry.id, dropped);
-    if (raised) this.pump();
-  }
-
-  /** A reader waits at `position`: make sure its chunk is being fetched (a scrub may have dropped it). */
-  ensureQueued(entry: EntryRow, position: number): void {
-    const index = chunkOf(position, entry.chunkSize);
-    if (this.transfers.has(transferKey(entry.id, entry.version, index)) || this.wholeBodyOf(entry)) return;
-    if (missingStart(this.repo, entry, index) === null) return;
-    this.queue.seekStarts.set(`${entry.id}:${index}`, position);
-    this.raise(entry, index, Priority.CRITICAL);
-    this.pump();
-  }
-
-  /** A reader is done: its demand goes, and work nobody else wants is downgraded or cancelled. */
-  release(handle: DemandHandle): void {
-    const held = handle.release();
-    if (held.length === 0) return;
-    retryWhileBusy(() => this.downgrade(handle.entryId, held)).catch((err: unknown) => this.report(err));
-  }
-
-  private downgrade(entryId: string, indexes: readonly number[]): void {
-    let prefetching: boolean | undefined;
-    let changed = false;
-    for (const index of indexes) {
-      if (this.demand.wants(entryId, index)) continue;
-      const row = this.repo.getQueueRow(entryId, index);
-      if (!row || row.priority > Priority.HIGH) continue;
-      changed = true;
-      prefetching ??= this.queue.isPrefetching(entryId);
-      const fallback = priorityWithoutReaders(prefetching, this.options.backgroundFill);
-      const running = [...this.transfers.values()].find((t) => t.entryId === entryId && t.chunkIndex === index);
-      if (fallback !== null) {
-        this.repo.setQueuePriority(entryId, index, fallback);
-        if (running) running.priority = fallback;
-      } else if (running) {
-        running.stop('cancelled');
-      } else {
-        this.repo.dequeue(entryId, index);
-      }
-    }
-    if (changed) this.pump();
   }
 
   /** Queues a chunk, or raises the priority of its queued or running download. */
@@ -319,7 +260,10 @@ export class Scheduler implements TransferHost {
     try {
       const entry = this.repo.getEntry(t.entryId);
       // Queue rows belong to the current version: an old version's transfer leaves them alone.
-      if (entry && entry.version === t.version) this.settleQueue(entry, t, result, wasWhole);
+      if (entry && entry.version === t.version) {
+        const changed = applyOutcome(this.repo, this.demand, this.options.backgroundFill, entry, t, result, wasWhole);
+        if (changed) this.newVersion(entry, 'upstream file changed');
+      }
     } catch (err) {
       this.report(err);
       this.retryLater();
@@ -329,52 +273,6 @@ export class Scheduler implements TransferHost {
     this.events.emit('download-ended', { entryId: t.entryId, chunkIndex: t.chunkIndex, outcome: result.outcome });
     this.emitState(t.entryId);
     this.pump();
-  }
-
-  private settleQueue(entry: EntryRow, t: Transfer, result: TransferResult, wasWhole: boolean): void {
-    const { entryId, chunkIndex } = t;
-    switch (result.outcome) {
-      case 'stored': {
-        if (missingStart(this.repo, entry, chunkIndex) === null) {
-          this.repo.dequeue(entryId, chunkIndex);
-          break;
-        }
-        // It began at a seek or ended at a stored range: the chunk stays queued for its other gaps.
-        const wanted = this.demand.wants(entryId, chunkIndex) || t.priority >= Priority.MEDIUM;
-        const priority = wanted ? t.priority : this.options.backgroundFill ? Priority.LOW : null;
-        if (priority === null) this.repo.dequeue(entryId, chunkIndex);
-        else {
-          this.repo.enqueue(entryId, chunkIndex, priority, Date.now());
-          this.repo.setQueueStatus(entryId, chunkIndex, 'queued');
-        }
-        break;
-      }
-      case 'preempted':
-        this.repo.setQueueStatus(entryId, chunkIndex, 'queued');
-        break;
-      case 'cancelled':
-        // A reader may have asked for the chunk again while the cancel was under way.
-        if (this.demand.wants(entryId, chunkIndex)) this.repo.setQueueStatus(entryId, chunkIndex, 'queued');
-        else this.repo.dequeue(entryId, chunkIndex);
-        break;
-      case 'failed': {
-        const message = asError(result.error).message;
-        this.repo.setEntryError(entryId, message);
-        this.repo.dequeueEntry(entryId);
-        break;
-      }
-      case 'invalidated':
-        if (result.upstreamChanged) this.newVersion(entry, 'upstream file changed');
-        break;
-      case 'shutdown':
-        break; // the row stays 'downloading'; start() gives it back to the queue
-    }
-    if (wasWhole && result.outcome !== 'failed') {
-      // Chunks readers want that the whole body did not reach were dequeued while it ran.
-      for (const index of this.demand.chunksOf(entryId)) {
-        if (missingStart(this.repo, entry, index) !== null) this.repo.enqueue(entryId, index, Priority.HIGH, Date.now());
-      }
-    }
   }
 
   /**

@@ -9,7 +9,7 @@ import type { DownloadOutcome } from '../events.js';
 import { chunkBounds } from '../model/geometry.js';
 import { ifRangeValidator, type Downloader, type UpstreamMetadata } from './downloader.js';
 import { gapFrom } from './gaps.js';
-import { backoffDelay, keepsPrefix, strongerStop, type RetryPolicy, type StopReason } from './policy.js';
+import { backoffDelay, keepsPrefix, strongerStop, type RetryPolicy, type StopReason } from '../policy/scheduling.js';
 
 /**
  * One Range download of one gap of one chunk of one version of an entry.

@@ -3,7 +3,7 @@ import type { ChunkStore } from '../store/chunk-store.js';
 import type { BufferPool } from '../store/buffer-pool.js';
 import type { DemandHandle } from '../download/demand.js';
 import type { Wakeups } from '../download/wakeups.js';
-import { lookaheadChunks } from '../download/policy.js';
+import { lookaheadChunks } from '../policy/scheduling.js';
 import { ErrorCodes, MediaCacheError, STORAGE_FAILURE } from '../errors.js';
 import { chunkOf } from '../model/geometry.js';
 

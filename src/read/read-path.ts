@@ -1,6 +1,6 @@
 import type { EntryRow } from '../db/repository.js';
 import type { BufferPool } from '../store/buffer-pool.js';
-import type { DemandRegistry } from '../download/demand.js';
+import type { ReaderDemand } from '../download/reader-demand.js';
 import type { Integrity } from '../download/integrity.js';
 import type { Scheduler } from '../download/scheduler.js';
 import type { Wakeups } from '../download/wakeups.js';
@@ -10,7 +10,7 @@ import type { ReadPath } from './entry-reader.js';
 export function readPathOf(
   scheduler: Scheduler,
   integrity: Integrity,
-  demand: DemandRegistry,
+  demand: ReaderDemand,
   wakeups: Wakeups,
   bufferPool: BufferPool,
   options: ReadPath['options'],
@@ -20,9 +20,9 @@ export function readPathOf(
     bufferPool,
     options,
     openDemand: (entryId) => demand.open(entryId),
-    want: (handle, entry, critical, lookahead, position) => scheduler.want(handle, entry, critical, lookahead, position),
-    ensureQueued: (entry, position) => scheduler.ensureQueued(entry, position),
-    release: (handle) => scheduler.release(handle),
+    want: (handle, entry, critical, lookahead, position) => demand.want(handle, entry, critical, lookahead, position),
+    ensureQueued: (entry, position) => demand.ensureQueued(entry, position),
+    release: (handle) => demand.release(handle),
     verifyRow: (entry, row) => integrity.verifyRow(entry, row),
     inflightAt(entry: EntryRow, position: number) {
       const whole = scheduler.wholeBodyOf(entry)?.whole;

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Priority, type CacheRepository, type EntryRow } from '../db/repository.js';
-import { decideAdmission, type Admission } from '../download/policy.js';
+import { decideAdmission, type Admission } from '../policy/admission.js';
 import type { CacheStats } from '../stats/stats.js';
 import { COMPACT_SUFFIX, type ChunkStore } from './chunk-store.js';
 import { DiskUsage, defaultMaxSize, reservationFor, DEFAULT_MIN_FREE, type CacheLimits, type DiskUsageReport } from './disk-usage.js';

@@ -2,7 +2,7 @@ import { Priority } from '../db/repository.js';
 
 /**
  * The scheduler's decisions as pure functions of plain data, each with a table test
- * (test/units/policy.test.ts). Nothing here reads the database or the clock.
+ * (test/units/scheduling-policy.test.ts). Nothing here reads the database or the clock.
  */
 
 export interface RetryPolicy {
@@ -71,26 +71,4 @@ export function lookaheadChunks(
 ): number {
   if (entry.bitrate === null) return options.lookaheadChunks;
   return Math.max(1, Math.ceil(((entry.bitrate / 8) * options.lookaheadSeconds) / entry.chunkSize));
-}
-
-/** What admission answers for a transfer about to start. */
-export type Admission = 'admit' | 'wait' | 'drop';
-
-/**
- * Admission against the size limits. Work that fits starts. Playback work (CRITICAL, HIGH)
- * waits while room is made (bytes behind players and other entries are evicted). Background
- * work (MEDIUM pre-cache, LOW fill) never evicts its own entry: once a pass could not make room
- * for it from elsewhere, its queued background work is dropped (the entry stays as far as it got)
- * so it never holds up other entries.
- */
-export function decideAdmission(input: {
-  fits: boolean;
-  priority: Priority;
-  entryBeingEvicted: boolean;
-  noRoomForBackground: boolean;
-}): Admission {
-  if (input.entryBeingEvicted) return 'wait';
-  if (input.fits) return 'admit';
-  if (input.priority >= Priority.MEDIUM && input.noRoomForBackground) return 'drop';
-  return 'wait';
 }

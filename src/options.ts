@@ -1,0 +1,67 @@
+import type { RetryPolicy } from './policy/scheduling.js';
+import type { ChunkStore } from './store/chunk-store.js';
+
+/** How a MediaCache is set up; every field has a default (DEFAULTS). */
+export interface CacheOptions {
+  /** Where the database, lock file and sparse files live. Default `./.mediacache`. */
+  dataDir?: string;
+  /** Bytes per chunk for new entries (existing entries keep theirs). Default 10 MiB. */
+  chunkSize?: number;
+  maxConcurrentDownloads?: number;
+  /** Chunks fetched ahead of a reader when the entry's bitrate is unknown. Default 10. */
+  lookaheadChunks?: number;
+  /** Seconds of playback fetched ahead of a reader when the entry's bitrate is known. Default 60. */
+  lookaheadSeconds?: number;
+  /** How long a reader waits for missing bytes before giving up. Default 30 s. */
+  waitTimeoutMs?: number;
+  /** Fill every opened entry's gaps at LOW priority. Default true. */
+  backgroundFill?: boolean;
+  retry?: Partial<RetryPolicy>;
+  /** Upstream timeout for headers and between body pieces. Default 30 s. */
+  upstreamTimeoutMs?: number;
+  /** Builds the chunk store on its directory: a seam for tests (a full disk) and embedders. */
+  createStore?: (root: string) => ChunkStore;
+  /**
+   * How long a database statement waits for a lock before the request gets 503. Default 10 ms:
+   * the wait blocks the event loop, so it stays short; background writes retry asynchronously.
+   */
+  databaseBusyTimeoutMs?: number;
+  /** Where a throwing event listener is reported. Default: a process warning. */
+  onListenerError?: (error: Error, event: string) => void;
+  /** Disk the cached files may use (allocated blocks). Default: min(20 % of the disk, 50 GB). */
+  maxSize?: number;
+  /** Free disk space to leave. Default 2 GB. */
+  minFree?: number;
+  /** Period of the cleanup worker. Default 60 s. */
+  cleanupIntervalMs?: number;
+  /** How often statistics are written to the database. Default 5 s. */
+  statsFlushIntervalMs?: number;
+  /** When set, only URLs on these hosts (`host` or `host:port`) may be added. */
+  allowedUpstreamHosts?: readonly string[];
+}
+
+export const DEFAULTS = {
+  dataDir: '.mediacache',
+  chunkSize: 10 * 1024 * 1024,
+  maxConcurrentDownloads: 3,
+  lookaheadChunks: 10,
+  lookaheadSeconds: 60,
+  waitTimeoutMs: 30_000,
+  backgroundFill: true,
+  retry: { attempts: 5, baseDelayMs: 250, maxDelayMs: 8_000 },
+  upstreamTimeoutMs: 30_000,
+  readSize: 1024 * 1024,
+  minFree: 2e9,
+  cleanupIntervalMs: 60_000,
+  statsFlushIntervalMs: 5_000,
+} as const;
+
+/** What a scrub (`verify`) read and what it dropped. */
+export interface VerifyReport {
+  entries: number;
+  /** Stored rows re-read and their bytes. */
+  chunks: number;
+  bytes: number;
+  /** Rows whose bytes no longer match their CRC-32: dropped, downloaded again when needed. */
+  damaged: Array<{ id: string; start: number; end: number }>;
+}
