@@ -59,6 +59,8 @@ export class Scheduler implements TransferHost {
   /** Entries whose upstream ignores Range, mid-way through the one download of the whole body. */
   private readonly wholeBodies = new Map<string, Transfer>();
   private readonly lastStates = new Map<string, EntryState>();
+  /** Entries being removed: none of their queued work starts. */
+  private readonly forgetting = new Set<string>();
   readonly queue: QueueWork;
   private pumping = false;
   private pumpAgain = false;
@@ -205,6 +207,7 @@ export class Scheduler implements TransferHost {
   /** False when admission makes it wait: the row stays queued and the pump stops. */
   private startTransfer(row: QueueRow): boolean {
     const { entryId, chunkIndex: index, priority } = row;
+    if (this.forgetting.has(entryId)) return false; // its rows go with it in a moment: the pump waits (forget() pumps after)
     const entry = this.repo.getEntry(entryId);
     const seekKey = `${entryId}:${index}`;
     const from = this.queue.seekStarts.get(seekKey);
@@ -350,11 +353,19 @@ export class Scheduler implements TransferHost {
 
   /** Stops every transfer of an entry (before its rows and file are removed) and waits for them. */
   async forget(entryId: string): Promise<void> {
-    for (const t of this.transfersOf(entryId)) t.stop('invalidated');
-    await this.whenIdle(entryId);
+    this.forgetting.add(entryId); // nothing new starts for it meanwhile
+    try {
+      for (let running = this.transfersOf(entryId); running.length > 0; running = this.transfersOf(entryId)) {
+        for (const t of running) t.stop('invalidated');
+        await Promise.all(running.map((t) => this.done.get(t)));
+      }
+    } finally {
+      this.forgetting.delete(entryId);
+    }
     this.queue.forgetSeeks(entryId);
     this.lastStates.delete(entryId);
     this.wakeups.notify(entryId);
+    setImmediate(() => this.pump()); // after the caller deleted the entry's rows
   }
 
   /** Pauses background work: queued MEDIUM/LOW rows dropped, such transfers nobody reads cancelled. */

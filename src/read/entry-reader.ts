@@ -90,6 +90,7 @@ export class EntryReader {
       this.store.retain(filePath);
     }
     let pos = start;
+    let ensuredAt = -1;
     while (pos <= end) {
       const index = chunkOf(pos, chunkSize);
       const lookahead = pos - start >= LOOKAHEAD_AFTER_BYTES;
@@ -118,7 +119,11 @@ export class EntryReader {
       // Throws if the entry failed, is gone or moved to another version, rather than waiting for nothing.
       const current = this.fresh();
       if (current.version !== version) throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'the upstream file changed while being read');
-      if (!live) this.path.ensureQueued(current, pos);
+      // Once per position: a chunk dropped after this read began (a scrub) is queued again.
+      if (!live && ensuredAt !== pos) {
+        ensuredAt = pos;
+        this.path.ensureQueued(current, pos);
+      }
       await this.path.wakeups.wait(id, this.path.options.waitTimeoutMs, this.signal);
     }
   }
