@@ -1,7 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MediaCache } from '../cache.js';
-import { ErrorCodes, isMediaCacheError } from '../errors.js';
-import { planRange, startHint } from './range.js';
+import type { EntryReader } from '../read/entry-reader.js';
+import { ErrorCodes, MediaCacheError, isMediaCacheError } from '../errors.js';
+import { evaluatePreconditions, ifRangeHolds, validatorsOf } from './conditional.js';
+import { multipartLayout } from './multipart.js';
+import { planRange, startHint, type ByteRange } from './range.js';
 import { sendError } from './respond.js';
 
 export interface StreamOptions {
@@ -14,7 +17,9 @@ export interface StreamOptions {
 /**
  * GET|HEAD /stream/<id>. Headers are sent only once the first body bytes are at hand, so a
  * read that fails early still gets a proper status (503 + Retry-After, 502) instead of a
- * truncated 206; a failure mid-body can only close the connection.
+ * truncated 206; a failure mid-body can only close the connection. Conditions and If-Range are
+ * evaluated against the validators of the version being served, once they are known (on a cold
+ * entry: after the upstream's first reply), never against a guess.
  */
 export async function handleStream(
   cache: MediaCache,
@@ -29,7 +34,7 @@ export async function handleStream(
     if (!res.writableFinished) controller.abort();
   };
   res.on('close', onClose);
-  let reader;
+  let reader: EntryReader;
   let buffersIdle = false;
   try {
     reader = cache.openReader(id, controller.signal);
@@ -42,21 +47,48 @@ export async function handleStream(
     const rangeHeader = req.headers.range;
     const entry = await reader.ensureSize(startHint(rangeHeader));
     const size = entry.expectedTotalSize ?? 0;
-    const plan = planRange(rangeHeader, size);
-    if (plan.kind === 'unsatisfiable') {
-      res.writeHead(416, { 'content-range': `bytes */${size}`, 'accept-ranges': 'bytes', 'content-length': 0 });
+    const validators = validatorsOf(entry);
+    const common: Record<string, string | number> = { 'accept-ranges': 'bytes', etag: validators.etag };
+    if (validators.lastModified !== null) common['last-modified'] = validators.lastModified;
+    const precondition = evaluatePreconditions(
+      {
+        ifMatch: header(req, 'if-match'),
+        ifNoneMatch: header(req, 'if-none-match'),
+        ifModifiedSince: header(req, 'if-modified-since'),
+        ifUnmodifiedSince: header(req, 'if-unmodified-since'),
+      },
+      validators,
+    );
+    if (precondition === 'failed') {
+      sendError(
+        res,
+        new MediaCacheError(ErrorCodes.PRECONDITION_FAILED, 'a precondition (If-Match / If-Unmodified-Since) is false'),
+        stringHeaders(common),
+      );
+      return;
+    }
+    if (precondition === 'not-modified') {
+      res.writeHead(304, common);
       res.end();
       return;
     }
+    const plan = ifRangeHolds(header(req, 'if-range'), validators) ? planRange(rangeHeader, size) : { kind: 'full' as const };
+    if (plan.kind === 'unsatisfiable') {
+      res.writeHead(416, { ...common, 'content-range': `bytes */${size}`, 'content-length': 0 });
+      res.end();
+      return;
+    }
+    const type = entry.mimeType ?? 'application/octet-stream';
+    const layout = plan.kind === 'multipart' ? multipartLayout(plan.ranges, size, type) : undefined;
     const [start, end] = plan.kind === 'partial' ? [plan.start, plan.end] : [0, size - 1];
     const headers: Record<string, string | number> = {
-      'accept-ranges': 'bytes',
-      'content-type': entry.mimeType ?? 'application/octet-stream',
-      'content-length': end - start + 1,
+      ...common,
+      'content-type': layout?.contentType ?? type,
+      'content-length': layout?.length ?? end - start + 1,
     };
     if (plan.kind === 'partial') headers['content-range'] = `bytes ${start}-${end}/${size}`;
-    const status = plan.kind === 'partial' ? 206 : 200;
-    if (req.method === 'HEAD' || end < start) {
+    const status = plan.kind === 'full' ? 200 : 206;
+    if (req.method === 'HEAD' || (!layout && end < start)) {
       res.writeHead(status, headers);
       res.end();
       return;
@@ -65,18 +97,25 @@ export async function handleStream(
     const send = async (buf: Buffer): Promise<void> => {
       if (!res.headersSent) {
         res.writeHead(status, headers);
-        options.onFirstByte?.((performance.now() - started) / 1000, start > 0);
+        options.onFirstByte?.((performance.now() - started) / 1000, start > 0 || layout !== undefined);
       }
       // The reader reuses its buffers: the next one may be asked for only once this one is sent.
       await writeOut(res, buf, controller.signal);
       sent += buf.length;
     };
-    try {
-      for await (const buf of reader.read(start, end)) await send(buf);
-    } catch (err) {
-      if (!isMediaCacheError(err, ErrorCodes.STORAGE) || controller.signal.aborted) throw err;
-      // The cache cannot write (disk full): serve the rest straight from the upstream.
-      await cache.passthrough(id, start + sent, end, controller.signal, send);
+    if (layout) {
+      // Each part's bytes are read before its head goes out, so a failure before the first byte
+      // still gets a status; the heads are small and ours.
+      for (const part of layout.parts) await sendPart(reader, part.range, part.head, send);
+      await send(layout.tail);
+    } else {
+      try {
+        for await (const buf of reader.read(start, end)) await send(buf);
+      } catch (err) {
+        if (!isMediaCacheError(err, ErrorCodes.STORAGE) || controller.signal.aborted) throw err;
+        // The cache cannot write (disk full): serve the rest straight from the upstream.
+        await cache.passthrough(id, start + sent, end, controller.signal, send);
+      }
     }
     buffersIdle = true; // every write above has completed
     res.end();
@@ -99,6 +138,25 @@ export async function handleStream(
     // After an error a socket write may still hold one of the reader's buffers: let GC have them.
     reader.close(buffersIdle);
   }
+}
+
+/** One part of a multipart body: its head, then its bytes. */
+async function sendPart(reader: EntryReader, range: ByteRange, head: Buffer, send: (buf: Buffer) => Promise<void>): Promise<void> {
+  let first = true;
+  for await (const buf of reader.read(range.start, range.end)) {
+    if (first) await send(head);
+    first = false;
+    await send(buf);
+  }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+function stringHeaders(h: Record<string, string | number>): Record<string, string> {
+  return Object.fromEntries(Object.entries(h).map(([k, v]) => [k, String(v)]));
 }
 
 /** Resolves once `buf` has been handed to the socket (its write callback), so it can be reused. */
