@@ -5,7 +5,6 @@ import type { ChunkVerifier } from '../store/chunk-verifier.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
 import { asError, type CoreEvents } from '../events.js';
 import { chunkOf, transferKey, versionFileName } from '../model/geometry.js';
-import { deriveState, type EntryState } from '../state/entry-state.js';
 import type { TransferSnapshot } from '../inspect.js';
 import type { DemandRegistry } from './demand.js';
 import type { Downloader, UpstreamMetadata } from './downloader.js';
@@ -13,6 +12,7 @@ import { gapFrom } from './gaps.js';
 import type { Admission } from '../policy/admission.js';
 import { pickVictim, type RetryPolicy } from '../policy/scheduling.js';
 import { QueueWork } from './queue-work.js';
+import { StateEvents } from './state-events.js';
 import { applyOutcome } from './outcome.js';
 import { Transfer, type TransferHost, type TransferResult } from './transfer.js';
 import type { Wakeups } from './wakeups.js';
@@ -58,7 +58,7 @@ export class Scheduler implements TransferHost {
   private readonly progressAt = new Map<Transfer, number>();
   /** Entries whose upstream ignores Range, mid-way through the one download of the whole body. */
   private readonly wholeBodies = new Map<string, Transfer>();
-  private readonly lastStates = new Map<string, EntryState>();
+  private readonly states: StateEvents;
   /** Entries being removed: none of their queued work starts. */
   private readonly forgetting = new Set<string>();
   readonly queue: QueueWork;
@@ -80,6 +80,7 @@ export class Scheduler implements TransferHost {
     private readonly onUpstreamBytes: (entryId: string, bytes: number) => void,
   ) {
     this.queue = new QueueWork(repo, options.backgroundFill);
+    this.states = new StateEvents(repo, events);
   }
 
   get retry(): RetryPolicy {
@@ -127,17 +128,7 @@ export class Scheduler implements TransferHost {
   }
 
   snapshot(): TransferSnapshot[] {
-    return [...this.transfers.values()].map((t) => ({
-      entryId: t.entryId,
-      chunkIndex: t.chunkIndex,
-      version: t.version,
-      priority: t.priority,
-      start: t.start,
-      end: t.end,
-      written: t.written,
-      received: t.received,
-      stopping: t.stopReason,
-    }));
+    return [...this.transfers.values()].map((t) => t.snapshot());
   }
 
   /** Queues a chunk, or raises the priority of its queued or running download. */
@@ -363,7 +354,7 @@ export class Scheduler implements TransferHost {
       this.forgetting.delete(entryId);
     }
     this.queue.forgetSeeks(entryId);
-    this.lastStates.delete(entryId);
+    this.states.forget(entryId);
     this.wakeups.notify(entryId);
     setImmediate(() => this.pump()); // after the caller deleted the entry's rows
   }
@@ -379,12 +370,7 @@ export class Scheduler implements TransferHost {
 
   /** Emits state-changed when the derived state differs from the last one emitted. */
   emitState(entryId: string): void {
-    this.guard(() => {
-      const state = deriveState(this.repo.entryFacts(entryId));
-      if (this.lastStates.get(entryId) === state) return;
-      this.lastStates.set(entryId, state);
-      this.events.emit('state-changed', { entryId, state });
-    });
+    this.states.check(entryId);
   }
 
   async close(): Promise<void> {

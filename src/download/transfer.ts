@@ -6,6 +6,7 @@ import type { ChunkStore } from '../store/chunk-store.js';
 import type { ChunkVerifier } from '../store/chunk-verifier.js';
 import { ErrorCodes, MediaCacheError, isMediaCacheError } from '../errors.js';
 import type { DownloadOutcome } from '../events.js';
+import type { TransferSnapshot } from '../inspect.js';
 import { chunkBounds } from '../model/geometry.js';
 import { ifRangeValidator, type Downloader, type UpstreamMetadata } from './downloader.js';
 import { gapFrom } from './gaps.js';
@@ -93,6 +94,11 @@ export class Transfer {
     this.stopReason = next;
     this.controller.abort();
     if (wasSlot) this.host.onSlotFreed(this);
+  }
+
+  snapshot(): TransferSnapshot {
+    const { entryId, chunkIndex, version, priority, start, end, written, received } = this;
+    return { entryId, chunkIndex, version, priority, start, end, written, received, stopping: this.stopReason };
   }
 
   /** Bytes at `position` (up to `end`) received but maybe not yet written, from memory. */
