@@ -102,10 +102,20 @@ function listMatches(field: string, etag: string, comparison: 'strong' | 'weak')
   return false;
 }
 
-/** Milliseconds of an HTTP-date (IMF-fixdate and the two obsolete forms), or null. */
+const DAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)';
+const LONG_DAY = '(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)';
+const MONTH = '(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)';
+const TIME = '\\d{2}:\\d{2}:\\d{2}';
+/** IMF-fixdate, and the obsolete RFC 850 and asctime forms a recipient must accept (§5.6.7); case-sensitive. */
+const HTTP_DATE = new RegExp(
+  `^(?:${DAY}, \\d{2} ${MONTH} \\d{4} ${TIME} GMT|${LONG_DAY}, \\d{2}-${MONTH}-\\d{2} ${TIME} GMT|${DAY} ${MONTH} [ \\d]\\d ${TIME} \\d{4})$`,
+);
+
+/** Milliseconds of an HTTP-date, or null when the value is not one (then the condition is ignored). */
 export function httpDate(value: string): number | null {
   const trimmed = value.trim();
-  if (!/^[A-Za-z]{3,9}, /.test(trimmed) && !/^[A-Za-z]{3} [A-Za-z]{3} /.test(trimmed)) return null;
-  const ms = Date.parse(trimmed);
+  if (!HTTP_DATE.test(trimmed)) return null;
+  // Date.parse reads all three forms; asctime has no zone and means GMT.
+  const ms = Date.parse(/GMT$/.test(trimmed) ? trimmed : `${trimmed} GMT`);
   return Number.isNaN(ms) ? null : Math.floor(ms / 1000) * 1000;
 }

@@ -14,7 +14,8 @@ export type RangePlan =
 /** Above this many parts a multi-range request gets the whole body (RFC 9110 §14.2 allows it). */
 export const MAX_PARTS = 32;
 
-const RANGE_HEADER = /^\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*(.*)$/s;
+// No white space between the unit and '=' (§14.1): `bytes = 0-9` is not a range-set.
+const RANGE_HEADER = /^\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)=\s*(.*)$/s;
 const INT_RANGE = /^(\d+)\s*-\s*(\d*)$/;
 const SUFFIX_RANGE = /^-\s*(\d+)$/;
 
@@ -79,6 +80,6 @@ function resolve(spec: Spec, size: number): ByteRange | null {
 
 /** The position a request will start reading at, before the size is known (`bytes=N-...`). */
 export function startHint(header: string | undefined): number {
-  const m = header === undefined ? null : /^\s*bytes\s*=\s*,?\s*(\d{1,15})\s*-/i.exec(header);
+  const m = header === undefined ? null : /^\s*bytes=[\s,]*(\d{1,15})\s*-/i.exec(header);
   return m ? Number(m[1]) : 0;
 }

@@ -70,6 +70,8 @@ test('HTTP dates: IMF-fixdate and the obsolete forms; anything else is no date',
   assert.equal(httpDate('Sunday, 06-Nov-94 08:49:37 GMT'), ms);
   assert.equal(httpDate('Sun Nov  6 08:49:37 1994'), ms);
   assert.equal(httpDate('1994-11-06T08:49:37Z'), null);
+  assert.equal(httpDate('sun, 06 nov 1994 08:49:37 gmt'), null, 'HTTP-date is case-sensitive');
+  assert.equal(httpDate('Sun, 06 Nov 1994 08:49:37 +0000'), null);
   assert.equal(httpDate('yesterday'), null);
 });
 
