@@ -117,7 +117,8 @@ export async function startProxyChild(dataDir: string, extra: string[] = []): Pr
   const api = async (method: string, p: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
     const res = await fetch(server.url + p, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      // The API takes state changes only as JSON (its CSRF guard), body or not.
+      headers: method === 'GET' ? {} : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();

@@ -25,6 +25,7 @@ import { Evictor, type CacheLimits, type DiskUsageSummary, type GcReport } from 
 import { CacheStats, type StatTotals } from './stats/stats.js';
 import { TransferMeter } from './stats/transfer-meter.js';
 import { DEFAULTS, type CacheOptions, type VerifyReport } from './options.js';
+import { refusedUrl, upstreamPolicy, type UpstreamPolicy } from './policy/upstream-policy.js';
 
 export type { CacheEvents } from './events.js';
 export type { EntryStatus, PriorityName } from './status.js';
@@ -53,13 +54,13 @@ export class MediaCache {
   private readonly downloader: Downloader;
   private readonly lock: DataDirLock;
   private readonly maxConcurrentDownloads: number;
-  private readonly allowedHosts: ReadonlySet<string> | undefined;
+  private readonly upstreamPolicy: UpstreamPolicy;
   private closing: Promise<void> | undefined;
 
   private constructor(options: CacheOptions) {
     this.dataDir = path.resolve(options.dataDir ?? DEFAULTS.dataDir);
     this.chunkSize = options.chunkSize ?? DEFAULTS.chunkSize;
-    this.allowedHosts = options.allowedUpstreamHosts && new Set(options.allowedUpstreamHosts.map((h) => h.trim().toLowerCase()));
+    this.upstreamPolicy = upstreamPolicy(options.allowedUpstreamHosts, options.allowLinkLocalUpstreams);
     if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize < 1) {
       throw new MediaCacheError(ErrorCodes.INVALID_INPUT, `chunk size must be a positive integer`);
     }
@@ -76,7 +77,11 @@ export class MediaCache {
         ((error, event) => process.emitWarning(`a '${event}' listener threw: ${error.message}`, 'MediaCacheListenerWarning')),
     );
     this.store = (options.createStore ?? ((root: string) => new ChunkStore(root)))(path.join(this.dataDir, 'files'));
-    this.downloader = new Downloader({ timeoutMs: options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs });
+    this.downloader = new Downloader({
+      timeoutMs: options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs,
+      policy: this.upstreamPolicy,
+      resolve: options.resolveUpstream,
+    });
     this.stats = new CacheStats(this.repo, options.statsFlushIntervalMs ?? DEFAULTS.statsFlushIntervalMs);
     this.meter = new TransferMeter((bytes) => this.stats.add('bytesFromUpstream', bytes));
     const verifier = new ChunkVerifier(this.store);
@@ -183,12 +188,8 @@ export class MediaCache {
       throw new MediaCacheError(ErrorCodes.INVALID_INPUT, parsed.error.issues.map((i) => i.message).join('; '));
     }
     const valid = parsed.data;
-    if (this.allowedHosts) {
-      const url = new URL(valid.url);
-      if (!this.allowedHosts.has(url.hostname.toLowerCase()) && !this.allowedHosts.has(url.host.toLowerCase())) {
-        throw new MediaCacheError(ErrorCodes.FORBIDDEN, `upstream host ${url.hostname} is not in the allowed list`);
-      }
-    }
+    // What can be judged without DNS is refused now; names are judged again on every connection.
+    this.checkUpstream(valid.url);
     const cacheKey = cacheKeyOf(valid);
     const existing = this.repo.findEntryByKey(cacheKey);
     if (existing) {
@@ -263,6 +264,8 @@ export class MediaCache {
    */
   openReader(id: string, signal: AbortSignal): EntryReader {
     const entry = this.requireEntry(id);
+    // An entry added before the policy was tightened (a restart with --allow-upstream) is not read.
+    this.checkUpstream(entry.originalUrl);
     if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
     this.repo.touchEntry(id, Date.now());
     // The reader re-reads the row before its first use (ensureSize), so this one may be stale.
@@ -373,6 +376,12 @@ export class MediaCache {
       this.lock.release();
     })();
     return this.closing;
+  }
+
+  /** Throws MC_ERR_UPSTREAM_REFUSED (403) when the policy refuses this URL as written. */
+  private checkUpstream(url: string): void {
+    const refusal = refusedUrl(new URL(url), this.upstreamPolicy);
+    if (refusal) throw new MediaCacheError(ErrorCodes.UPSTREAM_REFUSED, refusal);
   }
 
   private requireEntry(id: string): EntryRow {

@@ -131,9 +131,20 @@ program
     new Option('--auth-token <token>', 'bearer token guarding /api and /metrics (required off loopback)').env('MEDIACACHE_AUTH_TOKEN'),
   )
   .addOption(
-    new Option('--allow-upstream <hosts>', 'only cache URLs on these hosts (comma-separated)')
+    new Option('--public-host <names>', 'other names clients use to reach this server (comma-separated); any other Host gets 421')
+      .env('MEDIACACHE_PUBLIC_HOST')
+      .argParser(hostList),
+  )
+  .addOption(
+    new Option('--allow-upstream <hosts>', 'only cache URLs on these hosts (comma-separated; also checked on every redirect)')
       .env('MEDIACACHE_ALLOW_UPSTREAM')
       .argParser(hostList),
+  )
+  .addOption(
+    new Option(
+      '--allow-link-local',
+      'let upstreams (and redirects) reach link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10), refused by default after DNS resolution',
+    ).env('MEDIACACHE_ALLOW_LINK_LOCAL'),
   )
   .addOption(new Option('--reset-db', 'if the database is unreadable, move it aside (cache.db.corrupt-<time>) and start empty'))
   .addOption(configOption())
@@ -180,7 +191,9 @@ interface ServeOptions {
   logLevel: string;
   resetDb?: boolean;
   authToken?: string;
+  publicHost?: string[];
   allowUpstream?: string[];
+  allowLinkLocal?: boolean;
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
@@ -204,6 +217,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     minFree: opts.minFree,
     cleanupIntervalMs: opts.cleanupIntervalS * 1000,
     allowedUpstreamHosts: opts.allowUpstream,
+    allowLinkLocalUpstreams: opts.allowLinkLocal === true,
   };
   const cache = await openCache(cacheOptions, opts.resetDb === true);
   cache.on('state-changed', ({ entryId, state }) => logger.info({ entryId, state }, 'entry state'));
@@ -214,7 +228,13 @@ async function serve(opts: ServeOptions): Promise<void> {
   const stopActivityLog = startActivityLog(cache.stats, (fields, message) => logger.info(fields, message), opts.statsIntervalS * 1000);
   let server;
   try {
-    server = await startServer(cache, { host: opts.host, port: opts.port, logger, authToken: opts.authToken });
+    server = await startServer(cache, {
+      host: opts.host,
+      port: opts.port,
+      logger,
+      authToken: opts.authToken,
+      publicHosts: opts.publicHost,
+    });
   } catch (err) {
     await cache.close();
     throw new CliError(`cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}`, EXIT.FAILURE);

@@ -9,6 +9,7 @@ export type { CacheOptions, CacheEvents, EntryStatus, PriorityName, VerifyReport
 export { startServer, DEFAULT_HOST, DEFAULT_PORT } from './server/http-server.js';
 export type { CacheServer, ServerOptions } from './server/http-server.js';
 export type { EntryInput } from './entry-input.js';
+export type { UpstreamResolver, ResolvedAddress } from './download/upstream-lookup.js';
 export type { CacheLimits, DiskUsageSummary as DiskUsage, GcReport } from './store/evictor.js';
 export type { CoreSnapshot, TransferSnapshot, DemandSnapshot, EntrySnapshot } from './inspect.js';
 export type { StatTotals } from './stats/stats.js';

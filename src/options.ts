@@ -1,5 +1,6 @@
 import type { RetryPolicy } from './policy/scheduling.js';
 import type { ChunkStore } from './store/chunk-store.js';
+import type { UpstreamResolver } from './download/upstream-lookup.js';
 
 /** How a MediaCache is set up; every field has a default (DEFAULTS). */
 export interface CacheOptions {
@@ -36,8 +37,15 @@ export interface CacheOptions {
   cleanupIntervalMs?: number;
   /** How often statistics are written to the database. Default 5 s. */
   statsFlushIntervalMs?: number;
-  /** When set, only URLs on these hosts (`host` or `host:port`) may be added. */
+  /**
+   * When set, only URLs on these hosts (`host` or `host:port`, as written in the URL) may be added
+   * or reached by a redirect.
+   */
   allowedUpstreamHosts?: readonly string[];
+  /** Let upstreams resolve to link-local and cloud metadata addresses (refused by default). */
+  allowLinkLocalUpstreams?: boolean;
+  /** Resolves upstream host names (default `dns.lookup`): a seam for tests and split-horizon DNS. */
+  resolveUpstream?: UpstreamResolver;
 }
 
 export const DEFAULTS = {

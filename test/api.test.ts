@@ -88,12 +88,14 @@ test('DELETE removes rows and file (204), then the entry is gone (404)', async (
   const file = proxy.cache.inspect(id).entry?.filePath ?? '';
   assert.ok(file);
   assert.ok(existsSync(file));
-  const del = await fetchBytes(`${proxy.server.url}/api/entries/${id}`, { method: 'DELETE' });
+  const remove = () =>
+    fetchBytes(`${proxy.server.url}/api/entries/${id}`, { method: 'DELETE', headers: { 'content-type': 'application/json' } });
+  const del = await remove();
   assert.equal(del.status, 204);
   assert.ok(!existsSync(file));
   assert.equal((await fetchBytes(`${proxy.server.url}/api/entries/${id}`)).status, 404);
   assert.equal((await fetchBytes(streamUrl)).status, 404);
-  assert.equal((await fetchBytes(`${proxy.server.url}/api/entries/${id}`, { method: 'DELETE' })).status, 404);
+  assert.equal((await remove()).status, 404);
 });
 
 test('bad input gets a JSON 4xx with an error code', async () => {

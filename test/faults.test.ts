@@ -322,7 +322,7 @@ describe('cache file damaged behind our back', () => {
       utimesSync(file, before.atime, before.mtime); // silent corruption: nothing on the surface moved
 
       const verify = async (route: string): Promise<VerifyReport> => {
-        const res = await fetchBytes(`${proxy.server.url}${route}`, { method: 'POST' });
+        const res = await fetchBytes(`${proxy.server.url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' } });
         assert.equal(res.status, 200, res.body.toString());
         return JSON.parse(res.body.toString()) as VerifyReport;
       };

@@ -37,7 +37,10 @@ describe('pre-cache (download for offline)', () => {
     try {
       const { id, streamUrl } = await proxy.add(upstream.url('/film.mkv'));
       upstream.options.bytesPerSecond = 4 * 1024 * 1024;
-      const res = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, { method: 'POST' });
+      const res = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+      });
       assert.equal(res.status, 202);
       await storedAtLeast(proxy.cache, id, 2 * CHUNK);
       const mid = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
@@ -73,7 +76,10 @@ describe('pre-cache (download for offline)', () => {
     try {
       proxy.cache.prefetch(id);
       await storedAtLeast(proxy.cache, id, 3 * CHUNK);
-      const paused = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, { method: 'DELETE' });
+      const paused = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, {
+        method: 'DELETE',
+        headers: { 'content-type': 'application/json' },
+      });
       assert.equal(paused.status, 200);
       const status = JSON.parse(paused.body.toString()) as EntryStatus;
       assert.equal(status.state, 'Paused');
@@ -88,7 +94,10 @@ describe('pre-cache (download for offline)', () => {
       upstream.resetStats();
       proxy = await startProxy({ dataDir, chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 });
       assert.equal(proxy.cache.getEntry(id)?.state, 'Paused', 'state is derived from the database after a restart');
-      const again = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, { method: 'POST' });
+      const again = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+      });
       assert.equal(again.status, 202);
       await reachState(proxy.cache, id, 'Complete');
       await upstream.waitQuiet();
@@ -106,7 +115,7 @@ describe('pre-cache (download for offline)', () => {
     try {
       const { id } = await proxy.add(upstream.url('/film.mkv'));
       const base = `${proxy.server.url}/api/entries/${id}/pin`;
-      const whole = await fetchBytes(base, { method: 'POST' });
+      const whole = await fetchBytes(base, { method: 'POST', headers: { 'content-type': 'application/json' } });
       assert.equal(whole.status, 200);
       assert.deepEqual(pinOf(whole.body), { pinned: true, pinHeadBytes: null });
       const head = await fetchBytes(base, {
@@ -117,9 +126,12 @@ describe('pre-cache (download for offline)', () => {
       assert.deepEqual(pinOf(head.body), { pinned: true, pinHeadBytes: 131072 });
       const bad = await fetchBytes(base, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"headBytes":-1}' });
       assert.equal(bad.status, 400);
-      const un = await fetchBytes(base, { method: 'DELETE' });
+      const un = await fetchBytes(base, { method: 'DELETE', headers: { 'content-type': 'application/json' } });
       assert.deepEqual(pinOf(un.body), { pinned: false, pinHeadBytes: null });
-      const missing = await fetchBytes(`${proxy.server.url}/api/entries/AAAAAAAAAAAAAAAAAAAAAA/pin`, { method: 'POST' });
+      const missing = await fetchBytes(`${proxy.server.url}/api/entries/AAAAAAAAAAAAAAAAAAAAAA/pin`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+      });
       assert.equal(missing.status, 404);
     } finally {
       await proxy.close();

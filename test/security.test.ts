@@ -90,7 +90,7 @@ test('--allow-upstream: URLs on other hosts are refused with a 403 JSON error', 
       });
     const refused = await add(upstream.url('/sec.mp4').replace('127.0.0.1', 'localhost'));
     assert.equal(refused.status, 403);
-    assert.equal((JSON.parse(refused.body.toString()) as { error: { code: string } }).error.code, 'MC_ERR_FORBIDDEN');
+    assert.equal((JSON.parse(refused.body.toString()) as { error: { code: string } }).error.code, 'MC_ERR_UPSTREAM_REFUSED');
     const other = await add('http://169.254.169.254/latest/meta-data');
     assert.equal(other.status, 403);
     assert.equal((await add(upstream.url('/sec.mp4'))).status, 201);
@@ -114,7 +114,7 @@ test('bad input gets a 4xx JSON error and the server keeps running', async () =>
       [post(JSON.stringify({ url: 'file:///etc/passwd' })), 400],
       [post(JSON.stringify({ url: 'data:text/plain,hi' })), 400],
       [post(JSON.stringify({ url: 'not a url' })), 400],
-      [post(JSON.stringify({ url: upstream.url('/sec.mp4') }), 'text/plain'), 400],
+      [post(JSON.stringify({ url: upstream.url('/sec.mp4') }), 'text/plain'), 415],
       [fetchBytes(`${server.url}/stream/..%2F..%2Fetc%2Fpasswd`), 404],
       [fetchBytes(`${server.url}/stream/${'A'.repeat(22)}`), 404],
       [fetchBytes(`${server.url}/api/entries/../../cache.db`), 404],

@@ -31,6 +31,9 @@ export async function api(server: string, path: string, init: RequestInit = {}):
     const token = process.env.MEDIACACHE_AUTH_TOKEN;
     const headers = new Headers(init.headers);
     if (token) headers.set('authorization', `Bearer ${token}`);
+    // The server refuses state changes that are not JSON (a cross-site form could send those).
+    const method = (init.method ?? 'GET').toUpperCase();
+    if (method !== 'GET' && method !== 'HEAD' && !headers.has('content-type')) headers.set('content-type', 'application/json');
     res = await fetch(new URL(path, server), { ...init, headers });
   } catch {
     throw new CliError(`cannot reach the mediacache server at ${server} (is 'mediacache serve' running?)`, EXIT.UNREACHABLE);

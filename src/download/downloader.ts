@@ -1,6 +1,8 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
+import { DEFAULT_UPSTREAM_POLICY, refusedUrl, type UpstreamPolicy } from '../policy/upstream-policy.js';
+import { checkedLookup, type UpstreamResolver } from './upstream-lookup.js';
 
 /** What the upstream told us about the file, taken from a verified reply. */
 export interface UpstreamMetadata {
@@ -36,6 +38,10 @@ export interface DownloaderOptions {
   /** Upstream connections kept per origin. */
   connectionsPerOrigin?: number;
   userAgent?: string;
+  /** Which upstreams may be contacted: checked on the first URL and every redirect, after DNS. */
+  policy?: UpstreamPolicy;
+  /** Resolves upstream names (default `dns.lookup`): a seam for tests and split-horizon setups. */
+  resolve?: UpstreamResolver;
 }
 
 const TRANSIENT_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
@@ -64,12 +70,17 @@ export class Downloader {
   private readonly agents: { 'http:': http.Agent; 'https:': https.Agent };
   private readonly timeoutMs: number;
   private readonly userAgent: string;
+  private readonly policy: UpstreamPolicy;
 
   constructor(options: DownloaderOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.userAgent = options.userAgent ?? 'mediacache';
+    this.policy = options.policy ?? DEFAULT_UPSTREAM_POLICY;
     // `timeout` here closes pooled connections idle that long; requests set their own below.
-    const pool = { keepAlive: true, maxSockets: options.connectionsPerOrigin ?? 16, timeout: 30_000 };
+    // Every new connection's name is resolved by checkedLookup, which refuses closed addresses
+    // before connecting; a pooled socket keeps the address it was checked with.
+    const lookup = checkedLookup(this.policy, options.resolve);
+    const pool = { keepAlive: true, maxSockets: options.connectionsPerOrigin ?? 16, timeout: 30_000, lookup };
     this.agents = { 'http:': new http.Agent(pool), 'https:': new https.Agent(pool) };
   }
 
@@ -88,8 +99,10 @@ export class Downloader {
       if (statusCode === 416) {
         const m = UNSATISFIED_RANGE.exec(header(res.headers, 'content-range') ?? '');
         if (!m) throw badReply(`416 without a usable Content-Range`);
-        req.onMetadata(metadataOf(res.headers, Number(m[1])));
         res.resume();
+        // A 416 tells the size, but its headers describe an error page (text/html, no validators):
+        // the type and validators come from a one-byte 206 of the file itself.
+        req.onMetadata(await this.probe(req, Number(m[1]), headers));
         return 0;
       }
       if (statusCode === 200 && req.onWholeBody && sameVersion(res.headers, req.validator)) {
@@ -128,12 +141,30 @@ export class Downloader {
     }
   }
 
+  /** The file's metadata from `bytes=0-0` (size `total` known from a 416); size only when that fails. */
+  private async probe(req: RangeRequest, total: number, headers: Record<string, string>): Promise<UpstreamMetadata> {
+    const sizeOnly = { totalSize: total, mimeType: null, etag: null, lastModified: null };
+    if (total === 0) return sizeOnly;
+    const res = await this.follow(req.url, { ...headers, range: 'bytes=0-0' }, req.signal);
+    res.resume();
+    const m = CONTENT_RANGE.exec(header(res.headers, 'content-range') ?? '');
+    return res.statusCode === 206 && m && m[1] === '0' && m[2] === '0' && Number(m[3]) === total
+      ? metadataOf(res.headers, total)
+      : sizeOnly;
+  }
+
   /**
    * Sends the GET, following up to MAX_REDIRECTS redirects (media behind a CDN or a signed URL) with
-   * the same Range and If-Range. Every request follows them afresh: signed targets expire.
+   * the same Range and If-Range. Every request follows them afresh: signed targets expire. Each
+   * hop is judged by the upstream policy before it is sent (a redirect must not lead where an
+   * added URL could not), and its name again once resolved (checkedLookup).
    */
   private async follow(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
     for (let hops = 0; ; hops++) {
+      const refusal = refusedTarget(url, this.policy);
+      if (refusal) {
+        throw new MediaCacheError(ErrorCodes.UPSTREAM_REFUSED, `${hops > 0 ? 'redirect to a refused upstream: ' : ''}${refusal}`);
+      }
       const res = await this.send(url, headers, signal);
       const location = REDIRECT_STATUS.has(res.statusCode ?? 0) ? res.headers.location : undefined;
       if (location === undefined) return res;
@@ -194,6 +225,15 @@ export class Downloader {
     this.agents['http:'].destroy();
     this.agents['https:'].destroy();
     return Promise.resolve();
+  }
+}
+
+/** refusedUrl for a URL string; an unparsable one is left for send() to report. */
+function refusedTarget(url: string, policy: UpstreamPolicy): string | null {
+  try {
+    return refusedUrl(new URL(url), policy);
+  } catch {
+    return null;
   }
 }
 

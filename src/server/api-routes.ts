@@ -61,7 +61,7 @@ export async function handleApi(
     }
     if (action === 'pin') {
       if (method === 'POST') {
-        const body = PinBody.safeParse(req.headers['content-type'] ? await readJson(req, BODY_LIMIT) : {});
+        const body = PinBody.safeParse((await readJson(req, BODY_LIMIT, { optional: true })) ?? {});
         if (!body.success) throw new MediaCacheError(ErrorCodes.INVALID_INPUT, 'body must be {"headBytes"?: positive integer}');
         return sendJson(res, 200, withUrl(cache.pin(id, body.data.headBytes ?? null)));
       }

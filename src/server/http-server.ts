@@ -1,6 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { MediaCache } from '../cache.js';
@@ -9,6 +8,8 @@ import { ENTRY_ID, handleApi } from './api-routes.js';
 import { sendError, sendJson } from './respond.js';
 import { handleStream } from './stream-route.js';
 import { CacheMetrics } from './metrics.js';
+import { HostGuard, isWildcard } from './host-guard.js';
+import { isLoopbackIp } from '../policy/ip.js';
 
 export interface ServerOptions {
   /** Default 127.0.0.1: a cache proxy is a local service unless asked otherwise. */
@@ -23,14 +24,21 @@ export interface ServerOptions {
    * stream ids are unguessable). Required when binding anything but a loopback address.
    */
   authToken?: string;
+  /**
+   * Names clients use to reach the server besides loopback names and the bound address
+   * (`--public-host`): requests with any other Host get 421 (DNS rebinding).
+   */
+  publicHosts?: readonly string[];
 }
 
 /** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  if (h === 'localhost' || h === '::1') return true;
-  return isIP(h) === 4 && h.startsWith('127.');
+  return h === 'localhost' || isLoopbackIp(h);
 }
+
+/** A JSON body cannot be sent cross-site without a CORS preflight, which this server never grants. */
+const JSON_TYPE = /^application\/json\s*(;|$)/i;
 
 /** Compares digests so the check takes the same time whatever the guess. */
 function tokenMatches(header: string | undefined, token: string): boolean {
@@ -65,7 +73,11 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
   }
   let base = '';
   const metrics = new CacheMetrics(cache);
-  const wildcard = host === '0.0.0.0' || host === '::';
+  const wildcard = isWildcard(host);
+  const hosts = new HostGuard({ bindHost: host, publicHosts: options.publicHosts });
+  // Off loopback (a token is then required), players on the LAN may reach streams by any name
+  // (mDNS, a router's DNS): stream ids are unguessable, and the API keeps its host check.
+  const streamsAnyHost = !isLoopback(host);
   const streamUrlOf = (req: IncomingMessage | undefined, id: string): string => {
     // Bound to every interface, the address the client used is the one that reaches us.
     const origin = wildcard && req?.headers.host ? `http://${req.headers.host}` : base;
@@ -75,7 +87,14 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
     const parts = path.split('/').filter(Boolean);
-    if (parts[0] === 'stream' && parts.length === 2) {
+    const isStream = parts[0] === 'stream' && parts.length === 2;
+    if (!(isStream && streamsAnyHost) && !hosts.allows(req.headers.host)) {
+      throw new MediaCacheError(
+        ErrorCodes.MISDIRECTED,
+        `this server answers only its own host names, not ${JSON.stringify(req.headers.host?.slice(0, 100))}: add it with --public-host`,
+      );
+    }
+    if (isStream) {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         throw new MediaCacheError(ErrorCodes.METHOD_NOT_ALLOWED, 'streams answer GET and HEAD');
       }
@@ -86,6 +105,19 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
     if (authToken && (parts[0] === 'api' || path === '/metrics') && !tokenMatches(req.headers.authorization, authToken)) {
       res.setHeader('www-authenticate', 'Bearer');
       throw new MediaCacheError(ErrorCodes.UNAUTHORIZED, 'missing or wrong bearer token');
+    }
+    if (
+      parts[0] === 'api' &&
+      req.method !== 'GET' &&
+      req.method !== 'HEAD' &&
+      !authToken &&
+      !JSON_TYPE.test(req.headers['content-type'] ?? '')
+    ) {
+      // A form post or a text/plain fetch from another site needs no preflight: refuse anything that changes state unless it is JSON.
+      throw new MediaCacheError(
+        ErrorCodes.UNSUPPORTED_MEDIA_TYPE,
+        `${req.method ?? 'this method'} under /api needs Content-Type: application/json (or a bearer token)`,
+      );
     }
     if (parts[0] === 'api') return handleApi(cache, streamUrlOf, parts.slice(1), req, res);
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });

@@ -30,8 +30,13 @@ export function sendError(res: ServerResponse, err: unknown, headers: Record<str
   sendJson(res, status, { error }, { ...retry, ...headers });
 }
 
-/** Reads a JSON body of at most `limit` bytes. */
-export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+/**
+ * Reads a JSON body of at most `limit` bytes. `optional`: an empty body (whatever its type) is
+ * `undefined`, for routes whose body may be left out.
+ */
+export async function readJson(req: IncomingMessage, limit: number, options: { optional?: boolean } = {}): Promise<unknown> {
+  const bodyless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+  if (options.optional && (bodyless || req.headers['content-length'] === '0')) return undefined;
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json\b/i.test(type)) {
     throw new MediaCacheError(ErrorCodes.INVALID_INPUT, 'request body must be application/json');
@@ -45,6 +50,7 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
     if (size > limit) throw tooLarge(limit);
     parts.push(part);
   }
+  if (options.optional && size === 0) return undefined;
   try {
     return JSON.parse(Buffer.concat(parts).toString('utf8'));
   } catch {
