@@ -146,11 +146,13 @@ export class Downloader {
     const sizeOnly = { totalSize: total, mimeType: null, etag: null, lastModified: null };
     if (total === 0) return sizeOnly;
     const res = await this.follow(req.url, { ...headers, range: 'bytes=0-0' }, req.signal);
-    res.resume();
     const m = CONTENT_RANGE.exec(header(res.headers, 'content-range') ?? '');
-    return res.statusCode === 206 && m && m[1] === '0' && m[2] === '0' && Number(m[3]) === total
-      ? metadataOf(res.headers, total)
-      : sizeOnly;
+    if (res.statusCode !== 206 || !m || m[1] !== '0' || m[2] !== '0' || Number(m[3]) !== total) {
+      res.destroy(); // never drain a whole body here
+      return sizeOnly;
+    }
+    res.resume();
+    return metadataOf(res.headers, total);
   }
 
   /**
