@@ -1,19 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Downloader, ifRangeValidator } from './download/downloader.js';
+import { Downloader } from './download/downloader.js';
+import type { Integrity } from './download/integrity.js';
+import type { Scheduler } from './download/scheduler.js';
+import { wireCore } from './core.js';
 import { DemandRegistry } from './download/demand.js';
-import { ReaderDemand } from './download/reader-demand.js';
-import { Integrity } from './download/integrity.js';
-import { Scheduler } from './download/scheduler.js';
 import { Wakeups } from './download/wakeups.js';
-import { EntryReader } from './read/entry-reader.js';
-import { readPathOf } from './read/read-path.js';
+import { EntryReader, type ReadPath } from './read/entry-reader.js';
+import { passthrough } from './read/passthrough.js';
 import { Priority, type EntryRow } from './db/repository.js';
 import { SqliteRepository } from './db/sqlite-repository.js';
-import { BufferPool } from './store/buffer-pool.js';
 import { ChunkStore } from './store/chunk-store.js';
-import { ChunkVerifier } from './store/chunk-verifier.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { EntryInputSchema, cacheKeyOf, type EntryInput } from './entry-input.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
@@ -21,9 +19,10 @@ import { CoreEvents, type CacheEvents } from './events.js';
 import type { CoreSnapshot } from './inspect.js';
 import { versionFileName } from './model/geometry.js';
 import { entryStatus, type EntryStatus } from './status.js';
-import { Evictor, type CacheLimits, type DiskUsageSummary, type GcReport } from './store/evictor.js';
+import type { Evictor, CacheLimits, DiskUsageSummary, GcReport } from './store/evictor.js';
 import { CacheStats, type StatTotals } from './stats/stats.js';
 import { TransferMeter } from './stats/transfer-meter.js';
+import { EntryCounters, type EntryTotals } from './stats/entry-counters.js';
 import { DEFAULTS, type CacheOptions, type VerifyReport } from './options.js';
 import { refusedUrl, upstreamPolicy, type UpstreamPolicy } from './policy/upstream-policy.js';
 
@@ -49,7 +48,9 @@ export class MediaCache {
   private readonly scheduler: Scheduler;
   private readonly integrity: Integrity;
   private readonly evictor: Evictor;
-  private readonly readPath;
+  private readonly readPath: ReadPath;
+  private readonly counters = new EntryCounters();
+  private readonly loading = new AbortController();
   private readonly meter: TransferMeter;
   private readonly downloader: Downloader;
   private readonly lock: DataDirLock;
@@ -84,67 +85,24 @@ export class MediaCache {
     });
     this.stats = new CacheStats(this.repo, options.statsFlushIntervalMs ?? DEFAULTS.statsFlushIntervalMs);
     this.meter = new TransferMeter((bytes) => this.stats.add('bytesFromUpstream', bytes));
-    const verifier = new ChunkVerifier(this.store);
     this.maxConcurrentDownloads = options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads;
-    const scheduler = new Scheduler(
-      this.repo,
-      this.store,
-      verifier,
-      this.downloader,
-      this.demand,
-      this.wakeups,
-      this.events,
-      {
-        maxConcurrentDownloads: this.maxConcurrentDownloads,
-        backgroundFill: options.backgroundFill ?? DEFAULTS.backgroundFill,
-        retry: { ...DEFAULTS.retry, ...options.retry },
-      },
-      (entryId, bytes) => this.meter.record(entryId, bytes),
+    const core = wireCore(
+      { repo: this.repo, store: this.store, downloader: this.downloader, demand: this.demand, wakeups: this.wakeups, events: this.events },
+      { stats: this.stats, meter: this.meter, counters: this.counters },
+      options,
     );
-    this.scheduler = scheduler;
-    this.integrity = new Integrity(
-      this.repo,
-      verifier,
-      {
-        isWriting: (entryId) => scheduler.transfersOf(entryId).length > 0,
-        isWanted: (entryId, index) => this.demand.wants(entryId, index),
-        raise: (entry, index, priority) => scheduler.raise(entry, index, priority),
-        pump: () => scheduler.pump(),
-        emitState: (entryId) => scheduler.emitState(entryId),
-      },
-      this.events,
-    );
-    this.evictor = new Evictor(
-      this.repo,
-      this.store,
-      {
-        protectedSpans: (entry) => [
-          ...this.demand.protectedSpans(entry.id, entry.chunkSize),
-          ...scheduler.transfersOf(entry.id).map((t): [number, number] => [t.start, t.end]),
-        ],
-        whenIdle: (entryId) => scheduler.whenIdle(entryId),
-        onRowsDropped: (entryId) => scheduler.emitState(entryId),
-        onRoomFreed: () => scheduler.pump(),
-      },
-      this.stats,
-      { maxSize: options.maxSize, minFree: options.minFree ?? DEFAULTS.minFree },
-      options.cleanupIntervalMs ?? DEFAULTS.cleanupIntervalMs,
-    );
-    scheduler.admission = this.evictor;
-    const readerDemand = new ReaderDemand(this.repo, this.demand, scheduler, options.backgroundFill ?? DEFAULTS.backgroundFill);
-    this.readPath = readPathOf(scheduler, this.integrity, readerDemand, this.wakeups, new BufferPool(DEFAULTS.readSize, 64), {
-      waitTimeoutMs: options.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
-      lookaheadChunks: options.lookaheadChunks ?? DEFAULTS.lookaheadChunks,
-      lookaheadSeconds: options.lookaheadSeconds ?? DEFAULTS.lookaheadSeconds,
-    });
+    ({ scheduler: this.scheduler, integrity: this.integrity, evictor: this.evictor, readPath: this.readPath } = core);
   }
 
   /** Opens the cache on a data dir and resumes its persisted download queue. */
   static async open(options: CacheOptions = {}): Promise<MediaCache> {
     const cache = new MediaCache(options);
     await cache.store.init();
-    await cache.evictor.start();
+    // Nothing per entry before the caller can listen: the first eviction pass measures the disk and
+    // the counters read every entry, both in slices after this returns (downloads wait for the first).
+    cache.evictor.start();
     cache.scheduler.start();
+    void cache.counters.load(cache.repo, cache.loading.signal).catch((err: unknown) => cache.scheduler.report(err));
     return cache;
   }
 
@@ -327,9 +285,14 @@ export class MediaCache {
     return this.evictor.getLimits();
   }
 
-  /** Persisted totals plus disk usage against the limits. */
+  /** Persisted totals plus disk usage against the limits; constant time at any number of entries. */
   statistics(): { totals: StatTotals; disk: DiskUsageSummary; entries: number } {
-    return { totals: this.stats.totals(), disk: this.evictor.report(), entries: this.repo.listEntries().length };
+    return { totals: this.stats.totals(), disk: this.evictor.report(), entries: this.counters.totals().entries };
+  }
+
+  /** Entries by state and stored bytes, maintained as entries change (for metrics). */
+  entryTotals(): EntryTotals {
+    return this.counters.totals();
   }
 
   /** Listens to the cache's events; listeners run after commit, and one that throws is only reported. */
@@ -347,26 +310,14 @@ export class MediaCache {
    * Streams bytes [start, end] of an entry straight from the upstream, bypassing the store: the
    * last resort when the cache cannot write (disk full). If-Range keeps the version the same.
    */
-  async passthrough(id: string, start: number, end: number, signal: AbortSignal, onData: (data: Buffer) => Promise<void>): Promise<void> {
-    const entry = this.requireEntry(id);
-    await this.downloader.fetchRange({
-      url: entry.originalUrl,
-      start,
-      end,
-      validator: ifRangeValidator(entry.etag, entry.lastModified),
-      signal,
-      onMetadata: (meta) => {
-        if (entry.expectedTotalSize !== null && meta.totalSize !== entry.expectedTotalSize) {
-          throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'upstream file changed (size differs)');
-        }
-      },
-      onData: (_position, data) => onData(data),
-    });
+  passthrough(id: string, start: number, end: number, signal: AbortSignal, onData: (data: Buffer) => Promise<void>): Promise<void> {
+    return passthrough(this.downloader, this.requireEntry(id), { start, end }, signal, onData);
   }
 
   /** Stops downloads (unfinished chunks are not recorded), closes files and the database. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.loading.abort();
       await this.evictor.close();
       await this.scheduler.close();
       await this.downloader.close();

@@ -55,6 +55,25 @@ export interface EntryFacts {
   pendingChunks: number;
 }
 
+/** Where a page of entries starts: after this (created_at, id). */
+export interface EntryCursor {
+  createdAt: number;
+  id: string;
+}
+
+export interface EntriesPageQuery {
+  limit: number;
+  after: EntryCursor | null;
+  pinned?: boolean;
+  q?: string;
+}
+
+export interface LastAccessCursor {
+  lastAccessed: number;
+  createdAt: number;
+  id: string;
+}
+
 export interface EntryMetadata {
   expectedTotalSize: number;
   mimeType: string | null;
@@ -96,6 +115,14 @@ export interface CacheRepository {
 
   entryFacts(id: string): EntryFacts | undefined;
   allEntryFacts(): EntryFacts[];
+  /**
+   * A page of entries with their facts, in (created_at, id) order after `after` (exclusive), with
+   * optional filters: pinned, and `q` matched as a substring of the URL, source, media or quality.
+   * One indexed range scan: a page costs the same with 10 entries or 100,000.
+   */
+  entriesPage(query: EntriesPageQuery): EntryFacts[];
+  /** Entries in eviction order (last_accessed, created_at, id) after `after`: passes walk it in slices. */
+  entriesByLastAccessPage(after: LastAccessCursor | null, limit: number): EntryFacts[];
 
   /** The stored row of `version` covering `position` (one indexed lookup: the stream path). */
   chunkCovering(id: string, version: number, position: number): ChunkRow | undefined;

@@ -72,4 +72,10 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE cache_entries ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
   ALTER TABLE cache_chunks ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
   `,
+  // 5: listing in pages: (created_at, id) is the stable order of GET /api/entries; eviction walks
+  // (last_accessed, created_at, id) in slices.
+  `
+  CREATE INDEX cache_entries_created ON cache_entries (created_at, id);
+  CREATE INDEX cache_entries_lru ON cache_entries (last_accessed, created_at, id);
+  `,
 ];

@@ -1,7 +1,18 @@
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from './schema.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
-import type { CacheRepository, ChunkRow, EntryFacts, EntryMetadata, EntryRow, NewEntry, Priority, QueueRow } from './repository.js';
+import type {
+  CacheRepository,
+  ChunkRow,
+  EntriesPageQuery,
+  EntryFacts,
+  EntryMetadata,
+  EntryRow,
+  LastAccessCursor,
+  NewEntry,
+  Priority,
+  QueueRow,
+} from './repository.js';
 
 /**
  * The SQLite implementation of CacheRepository: every statement prepared once. Rules it keeps:
@@ -190,6 +201,15 @@ export class SqliteRepository implements CacheRepository {
       requeueDownloading: db.prepare(`UPDATE cache_download_queue SET status = 'queued' WHERE status = 'downloading'`),
       setPin: db.prepare('UPDATE cache_entries SET pinned = ?, pin_head_bytes = ? WHERE id = ?'),
       byLastAccess: db.prepare<[], FactsDbRow>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`),
+      byLastAccessPage: db.prepare<[number, number, number, number, string, number], FactsDbRow>(`${FACTS_SELECT}
+        WHERE (e.last_accessed > ? OR (e.last_accessed = ? AND (e.created_at > ? OR (e.created_at = ? AND e.id > ?))))
+        ORDER BY e.last_accessed, e.created_at, e.id LIMIT ?`),
+      page: db.prepare<{ c: number; i: string; pinned: number | null; q: string | null; limit: number }, FactsDbRow>(`${FACTS_SELECT}
+        WHERE (e.created_at > @c OR (e.created_at = @c AND e.id > @i))
+          AND (@pinned IS NULL OR e.pinned = @pinned)
+          AND (@q IS NULL OR instr(lower(e.original_url), @q) > 0 OR instr(lower(coalesce(e.source_id, '') || ' ' ||
+               coalesce(e.media_id, '') || ' ' || coalesce(e.quality, '')), @q) > 0)
+        ORDER BY e.created_at, e.id LIMIT @limit`),
       queuedAtOrAbove: db.prepare<[number], { id: string }>(`SELECT DISTINCT cache_entry_id AS id
         FROM cache_download_queue WHERE priority <= ?`),
       evictSpan: db.prepare<[string, number, number], { bytes: number }>(`DELETE FROM cache_chunks
@@ -321,6 +341,22 @@ export class SqliteRepository implements CacheRepository {
   }
   setEntryPin(id: string, pinned: boolean, headBytes: number | null): void {
     this.stmts.setPin.run(pinned ? 1 : 0, pinned ? headBytes : null, id);
+  }
+  entriesPage(query: EntriesPageQuery): EntryFacts[] {
+    const { after, limit, pinned, q } = query;
+    return this.stmts.page
+      .all({
+        c: after?.createdAt ?? -1,
+        i: after?.id ?? '',
+        pinned: pinned === undefined ? null : pinned ? 1 : 0,
+        q: q === undefined || q === '' ? null : q.toLowerCase(),
+        limit,
+      })
+      .map(toFacts);
+  }
+  entriesByLastAccessPage(after: LastAccessCursor | null, limit: number): EntryFacts[] {
+    const a = after ?? { lastAccessed: -1, createdAt: -1, id: '' };
+    return this.stmts.byLastAccessPage.all(a.lastAccessed, a.lastAccessed, a.createdAt, a.createdAt, a.id, limit).map(toFacts);
   }
   entriesByLastAccess(): EntryFacts[] {
     return this.stmts.byLastAccess.all().map(toFacts);

@@ -78,9 +78,10 @@ export class Scheduler implements TransferHost {
     private readonly events: CoreEvents,
     private readonly options: SchedulerOptions,
     private readonly onUpstreamBytes: (entryId: string, bytes: number) => void,
+    states?: StateEvents,
   ) {
     this.queue = new QueueWork(repo, options.backgroundFill);
-    this.states = new StateEvents(repo, events);
+    this.states = states ?? new StateEvents(repo, events);
   }
 
   get retry(): RetryPolicy {

@@ -163,6 +163,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
     streamUrl: (id) => streamUrlOf(undefined, id),
     close: () =>
       new Promise<void>((resolve) => {
+        metrics.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

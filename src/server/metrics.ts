@@ -1,18 +1,22 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MediaCache } from '../cache.js';
 import { STAT_NAMES } from '../stats/stats.js';
+import { LoopDelay } from '../stats/loop-delay.js';
 
 /**
- * Prometheus metrics for one cache. Almost everything is read at scrape time from the cache's
- * own counters and the database, so the stream path pays nothing for it; the one exception is
- * the time-to-first-byte histogram, one observe() per response.
+ * Prometheus metrics for one cache. Everything is read at scrape time from counters the cache
+ * maintains (never a pass over all entries), so a scrape costs the same at any size and the
+ * stream path pays nothing for it; the one exception is the time-to-first-byte histogram, one
+ * observe() per response.
  */
 export class CacheMetrics {
   readonly registry = new Registry();
   private readonly firstByte: Histogram<'kind'>;
+  private readonly loopDelay = new LoopDelay();
 
   constructor(cache: MediaCache) {
     const registers = [this.registry];
+    const loopDelay = this.loopDelay;
     this.firstByte = new Histogram({
       name: 'mediacache_first_byte_seconds',
       help: 'Time from a stream request to its first body byte, by whether it started at byte 0 (play) or elsewhere (seek).',
@@ -49,12 +53,12 @@ export class CacheMetrics {
     });
     new Gauge({
       name: 'mediacache_entries',
-      help: 'Cache entries by derived state.',
+      help: 'Cache entries by derived state (maintained as entries change: a scrape costs the same at any size).',
       labelNames: ['state'],
       registers,
       collect() {
         this.reset();
-        for (const entry of cache.listEntries()) this.inc({ state: entry.state });
+        for (const [state, n] of Object.entries(cache.entryTotals().byState)) this.set({ state }, n);
       },
     });
     new Gauge({
@@ -62,7 +66,19 @@ export class CacheMetrics {
       help: 'Bytes recorded as stored, over all entries.',
       registers,
       collect() {
-        this.set(cache.listEntries().reduce((sum, e) => sum + e.downloadedBytes, 0));
+        this.set(cache.entryTotals().storedBytes);
+      },
+    });
+    new Gauge({
+      name: 'mediacache_event_loop_delay_seconds',
+      help: 'Event-loop delay since the previous scrape (Node samples every 10 ms): how long a stream or request waited for the loop.',
+      labelNames: ['quantile'],
+      registers,
+      collect() {
+        const w = loopDelay.window();
+        this.set({ quantile: '0.5' }, w.p50);
+        this.set({ quantile: '0.99' }, w.p99);
+        this.set({ quantile: '1' }, w.max);
       },
     });
   }
@@ -70,6 +86,10 @@ export class CacheMetrics {
   /** Records one response's time to first body byte. */
   observeFirstByte(seconds: number, seek: boolean): void {
     this.firstByte.observe({ kind: seek ? 'seek' : 'play' }, seconds);
+  }
+
+  close(): void {
+    this.loopDelay.close();
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

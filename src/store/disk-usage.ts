@@ -1,4 +1,6 @@
-import { readdirSync, statSync, statfsSync } from 'node:fs';
+import { statSync, statfsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import path from 'node:path';
 
 export interface CacheLimits {
@@ -18,6 +20,8 @@ export interface DiskUsageReport {
 export const DEFAULT_MIN_FREE = 2e9;
 const MAX_DEFAULT_SIZE = 50e9;
 const FS_BLOCK = 4096;
+/** Files stat()ed before a measurement yields to the event loop. */
+const MEASURE_SLICE = 1000;
 
 /** The smaller of 20 % of the disk holding `dir` and 50 GB. */
 export function defaultMaxSize(dir: string): number {
@@ -54,6 +58,8 @@ export class DiskUsage {
   private disk = 0;
   /** Allocation growth since the last statfs: the free-space figure is that much too high. */
   private growth = 0;
+  /** False until the first measurement completed: nothing is admitted before usage is known. */
+  measured = false;
   /** Reservation key → bytes, for downloads admitted and running. */
   private readonly reserved = new Map<string, number>();
 
@@ -108,26 +114,35 @@ export class DiskUsage {
     this.allocated.delete(file);
   }
 
-  /** Measures every file and the file system; returns the names found. */
-  measure(): Set<string> {
+  /**
+   * Measures every file and the file system; returns the names found. A stat() costs microseconds,
+   * but 100,000 of them would hold the event loop: they run in slices that yield, and the figures
+   * are swapped in at once at the end (a reservation made meanwhile still counts on top).
+   */
+  async measure(): Promise<Set<string>> {
     let names: string[] = [];
     try {
-      names = readdirSync(this.root);
+      names = await readdir(this.root);
     } catch {
       // a missing directory holds nothing
     }
-    this.allocated.clear();
+    const allocated = new Map<string, number>();
     let used = 0;
-    for (const name of names) {
+    for (let i = 0; i < names.length; i++) {
+      if (i > 0 && i % MEASURE_SLICE === 0) await yieldToLoop();
+      const name = names[i] as string;
       const bytes = allocatedBytes(path.join(this.root, name));
-      if (bytes > 0) this.allocated.set(name, bytes);
+      if (bytes > 0) allocated.set(name, bytes);
       used += bytes;
     }
+    this.allocated.clear();
+    for (const [name, bytes] of allocated) this.allocated.set(name, bytes);
     this.used = used;
     const fs = statfsSync(this.root);
     this.free = fs.bavail * fs.bsize;
     this.disk = fs.blocks * fs.bsize;
     this.growth = 0;
+    this.measured = true;
     return new Set(names);
   }
 }

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import path from 'node:path';
-import { Priority, type CacheRepository, type EntryRow } from '../db/repository.js';
+import { Priority, type CacheRepository, type EntryRow, type LastAccessCursor } from '../db/repository.js';
 import { decideAdmission, type Admission } from '../policy/admission.js';
 import type { CacheStats } from '../stats/stats.js';
 import { COMPACT_SUFFIX, type ChunkStore } from './chunk-store.js';
@@ -39,6 +40,15 @@ export interface EntryActivity {
 const STUCK_RETRY_MS = 1_000;
 
 const reservationKey = (entryId: string, chunkIndex: number): string => `${entryId}:${chunkIndex}`;
+/** Entries an eviction pass reads at a time, and files an orphan sweep checks between yields. */
+const EVICTION_PAGE = 200;
+const ORPHAN_SLICE = 1000;
+
+/** The entry id a file in the store belongs to (`<id>.bin`, `<id>.v<N>.bin`, `….compact`). */
+function entryIdOfFile(name: string): string {
+  const dot = name.indexOf('.');
+  return dot < 0 ? name : name.slice(0, dot);
+}
 
 /**
  * Keeps the cache within its limits: admission before a download starts, and LRU passes by
@@ -79,10 +89,14 @@ export class Evictor {
     });
   }
 
-  /** Measures the disk (evicting if already over) and starts the periodic worker; before downloads start. */
-  async start(): Promise<void> {
-    await this.run();
+  /**
+   * Starts the worker; its first pass measures the disk (evicting if already over) in slices, after
+   * the server listens. Until that measurement is done no download is admitted (they wait, and
+   * the pass pumps them when it ends): start-up costs nothing per entry.
+   */
+  start(): void {
     this.started = true;
+    void this.run().catch(() => undefined);
     this.timer = setInterval(() => void this.run().catch(() => undefined), this.intervalMs);
     this.timer.unref();
   }
@@ -109,6 +123,7 @@ export class Evictor {
   /** The scheduler's admission hook (see decideAdmission). */
   admit(entryId: string, chunkIndex: number, bytes: number, priority: Priority): Admission {
     if (this.closed) return 'admit';
+    if (!this.usage.measured) return 'wait'; // the first pass pumps when it has measured
     const reserve = reservationFor(bytes);
     const decision = decideAdmission({
       fits: this.usage.overBy(reserve) <= 0,
@@ -174,7 +189,7 @@ export class Evictor {
   }
 
   private async runOnce(): Promise<GcReport> {
-    const names = this.usage.measure();
+    const names = await this.usage.measure();
     const before = this.usage.report().usedBytes;
     this.forgetEndedReservations();
     const report: GcReport = {
@@ -190,12 +205,19 @@ export class Evictor {
     // Background work never evicts its own entry: only a waiting player may take from it.
     const spare = this.playbackWaiting ? new Set<string>() : new Set(this.backgroundWaiting);
     let need = this.usage.overBy(this.refused);
-    for (const facts of need > 0 ? this.repo.entriesByLastAccess() : []) {
-      if (need <= 0 || this.closed) break;
-      if (spare.has(facts.entry.id)) continue;
-      need -= await this.evictFrom(facts.entry, need, report);
+    // In eviction order, a page at a time: a pass never holds the loop for all entries at once.
+    for (let after: LastAccessCursor | null = null; need > 0 && !this.closed;) {
+      const page = this.repo.entriesByLastAccessPage(after, EVICTION_PAGE);
+      for (const facts of page) {
+        if (need <= 0 || this.closed) break;
+        if (!spare.has(facts.entry.id)) need -= await this.evictFrom(facts.entry, need, report);
+      }
+      const last = page[page.length - 1]?.entry;
+      if (!last || page.length < EVICTION_PAGE) break;
+      after = { lastAccessed: last.lastAccessed, createdAt: last.createdAt, id: last.id };
+      await yieldToLoop();
     }
-    this.usage.measure();
+    await this.usage.measure();
     const after = this.usage.report();
     report.freedBytes = Math.max(0, before - after.usedBytes);
     report.usedBytes = after.usedBytes;
@@ -259,13 +281,18 @@ export class Evictor {
     return freed;
   }
 
-  /** Files no entry refers to (a crash, an old version nobody reads any more), and stale copies. */
+  /**
+   * Files no entry refers to (a crash, an old version nobody reads any more), and stale copies.
+   * Each name is checked against its entry's current file (one indexed lookup), in slices.
+   */
   private async removeOrphans(names: Set<string>): Promise<number> {
-    const known = new Set(this.repo.listEntries().map((e) => e.filePath));
     let removed = 0;
+    let seen = 0;
     for (const name of names) {
+      if (++seen % ORPHAN_SLICE === 0) await yieldToLoop();
       // Passes never overlap, so a copy left in the directory now is from an interrupted one.
-      if (known.has(name) || (this.store.isRetained(name) && !name.endsWith(COMPACT_SUFFIX))) continue;
+      const compactCopy = name.endsWith(COMPACT_SUFFIX);
+      if (!compactCopy && (this.store.isRetained(name) || this.repo.getEntry(entryIdOfFile(name))?.filePath === name)) continue;
       await fsp.rm(path.join(this.store.root, name), { force: true });
       this.usage.forgetFile(name);
       removed++;

@@ -1,0 +1,106 @@
+import type { CacheRepository } from './db/repository.js';
+import type { DemandRegistry } from './download/demand.js';
+import type { Downloader } from './download/downloader.js';
+import { Integrity } from './download/integrity.js';
+import { ReaderDemand } from './download/reader-demand.js';
+import { Scheduler } from './download/scheduler.js';
+import { StateEvents } from './download/state-events.js';
+import type { Wakeups } from './download/wakeups.js';
+import type { CoreEvents } from './events.js';
+import { DEFAULTS, type CacheOptions } from './options.js';
+import type { ReadPath } from './read/entry-reader.js';
+import { readPathOf } from './read/read-path.js';
+import type { EntryCounters } from './stats/entry-counters.js';
+import type { CacheStats } from './stats/stats.js';
+import type { TransferMeter } from './stats/transfer-meter.js';
+import { BufferPool } from './store/buffer-pool.js';
+import type { ChunkStore } from './store/chunk-store.js';
+import { ChunkVerifier } from './store/chunk-verifier.js';
+import { Evictor } from './store/evictor.js';
+
+/** The parts a core is built on: storage, upstream, and the shared in-memory registries. */
+export interface CoreBase {
+  repo: CacheRepository;
+  store: ChunkStore;
+  downloader: Downloader;
+  demand: DemandRegistry;
+  wakeups: Wakeups;
+  events: CoreEvents;
+}
+
+/** Where the core reports what it did (statistics, rates, maintained counters). */
+export interface CoreSinks {
+  stats: CacheStats;
+  meter: TransferMeter;
+  counters: EntryCounters;
+}
+
+export interface Core {
+  scheduler: Scheduler;
+  integrity: Integrity;
+  evictor: Evictor;
+  readPath: ReadPath;
+}
+
+/**
+ * Builds the download core and wires each part to the narrow view it needs of the others: the
+ * evictor sees `EntryActivity`, integrity sees `Refetch`, readers see `ReadPath`, the scheduler
+ * sees `AdmissionControl`. Nothing below imports anything above it.
+ */
+export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions): Core {
+  const { repo, store, downloader, demand, wakeups, events } = base;
+  const backgroundFill = options.backgroundFill ?? DEFAULTS.backgroundFill;
+  const verifier = new ChunkVerifier(store);
+  const scheduler = new Scheduler(
+    repo,
+    store,
+    verifier,
+    downloader,
+    demand,
+    wakeups,
+    events,
+    {
+      maxConcurrentDownloads: options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads,
+      backgroundFill,
+      retry: { ...DEFAULTS.retry, ...options.retry },
+    },
+    (entryId, bytes) => sinks.meter.record(entryId, bytes),
+    new StateEvents(repo, events, sinks.counters),
+  );
+  const integrity = new Integrity(
+    repo,
+    verifier,
+    {
+      isWriting: (entryId) => scheduler.transfersOf(entryId).length > 0,
+      isWanted: (entryId, index) => demand.wants(entryId, index),
+      raise: (entry, index, priority) => scheduler.raise(entry, index, priority),
+      pump: () => scheduler.pump(),
+      emitState: (entryId) => scheduler.emitState(entryId),
+    },
+    events,
+  );
+  const evictor = new Evictor(
+    repo,
+    store,
+    {
+      protectedSpans: (entry) => [
+        ...demand.protectedSpans(entry.id, entry.chunkSize),
+        ...scheduler.transfersOf(entry.id).map((t): [number, number] => [t.start, t.end]),
+      ],
+      whenIdle: (entryId) => scheduler.whenIdle(entryId),
+      onRowsDropped: (entryId) => scheduler.emitState(entryId),
+      onRoomFreed: () => scheduler.pump(),
+    },
+    sinks.stats,
+    { maxSize: options.maxSize, minFree: options.minFree ?? DEFAULTS.minFree },
+    options.cleanupIntervalMs ?? DEFAULTS.cleanupIntervalMs,
+  );
+  scheduler.admission = evictor;
+  const readerDemand = new ReaderDemand(repo, demand, scheduler, backgroundFill);
+  const readPath = readPathOf(scheduler, integrity, readerDemand, wakeups, new BufferPool(DEFAULTS.readSize, 64), {
+    waitTimeoutMs: options.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
+    lookaheadChunks: options.lookaheadChunks ?? DEFAULTS.lookaheadChunks,
+    lookaheadSeconds: options.lookaheadSeconds ?? DEFAULTS.lookaheadSeconds,
+  });
+  return { scheduler, integrity, evictor, readPath };
+}
