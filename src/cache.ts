@@ -9,7 +9,8 @@ import { DemandRegistry } from './download/demand.js';
 import { Wakeups } from './download/wakeups.js';
 import { EntryReader, type ReadPath } from './read/entry-reader.js';
 import { passthrough } from './read/passthrough.js';
-import { Priority, type EntryRow } from './db/repository.js';
+import { Priority, type EntryFacts, type EntryRow } from './db/repository.js';
+import { DEFAULT_PAGE, entryPage, type EntryPageQuery } from './entry-pages.js';
 import { SqliteRepository } from './db/sqlite-repository.js';
 import { ChunkStore } from './store/chunk-store.js';
 import { DataDirLock } from './data-dir-lock.js';
@@ -181,8 +182,15 @@ export class MediaCache {
     return this.repo.getEntry(id) && this.statusOf(id);
   }
 
+  /** Every entry (small caches, embedding apps); the API and CLI page with listPage(). */
   listEntries(): EntryStatus[] {
     return this.repo.listEntries().map((e) => this.statusOf(e.id));
+  }
+
+  /** One page of entries in a stable order, filtered; `next` goes on where it stopped (null at the end). */
+  listPage(query: EntryPageQuery = {}): { entries: EntryStatus[]; next: string | null } {
+    const { facts, next } = entryPage(this.repo, query);
+    return { entries: facts.map((f) => this.statusFrom(f)), next };
   }
 
   /**
@@ -261,13 +269,24 @@ export class MediaCache {
    * checks found: bit rot changes neither size nor mtime, so the lazy check on serving misses it.
    */
   async verify(id?: string): Promise<VerifyReport> {
-    const entries = id === undefined ? this.repo.listEntries() : [this.requireEntry(id)];
-    const report: VerifyReport = { entries: entries.length, chunks: 0, bytes: 0, damaged: [] };
-    for (const entry of entries) {
+    const report: VerifyReport = { entries: 0, chunks: 0, bytes: 0, damaged: [] };
+    const scrub = async (entry: EntryRow): Promise<void> => {
       const { chunks, bytes, damaged } = await this.integrity.scrub(entry);
+      report.entries++;
       report.chunks += chunks;
       report.bytes += bytes;
       for (const range of damaged) report.damaged.push({ id: entry.id, ...range });
+    };
+    if (id !== undefined) {
+      await scrub(this.requireEntry(id));
+      return report;
+    }
+    // All entries a page at a time: never one read of every row.
+    for (let cursor: string | undefined, more = true; more;) {
+      const page = entryPage(this.repo, { limit: DEFAULT_PAGE, cursor });
+      for (const facts of page.facts) await scrub(facts.entry);
+      cursor = page.next ?? undefined;
+      more = page.next !== null;
     }
     return report;
   }
@@ -344,7 +363,12 @@ export class MediaCache {
   private statusOf(id: string): EntryStatus {
     const facts = this.repo.entryFacts(id);
     if (!facts) throw new MediaCacheError(ErrorCodes.NOT_FOUND, `no entry with id ${id}`);
-    const transfers = this.scheduler.snapshot().filter((t) => t.entryId === id);
+    return this.statusFrom(facts);
+  }
+
+  private statusFrom(facts: EntryFacts): EntryStatus {
+    const id = facts.entry.id;
+    const transfers = this.scheduler.transfersOf(id).map((t) => t.snapshot());
     return entryStatus(facts, this.repo.listChunks(id), transfers, this.meter.rate(id));
   }
 }

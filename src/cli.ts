@@ -8,7 +8,7 @@ import { ErrorCodes, MediaCacheError, isMediaCacheError } from './errors.js';
 import { moveDatabaseAside } from './cli/reset-db.js';
 import { parseBitrate, parseSize } from './units.js';
 import { startActivityLog } from './stats/activity-log.js';
-import { CliError, EXIT, api, jsonOption, printJson, serverOption } from './cli/client.js';
+import { CliError, EXIT, api, entryPages, jsonOption, printJson, printJsonArray, serverOption } from './cli/client.js';
 import { applyConfigFile, configOption } from './cli/config.js';
 import { describe, percent } from './cli/format.js';
 import { registerManageCommands, sizeArg } from './cli/manage.js';
@@ -304,16 +304,13 @@ async function status(id: string | undefined, opts: { json?: boolean; server: st
     else process.stdout.write(describe(entry));
     return;
   }
-  const { body } = await api(opts.server, '/api/entries');
-  const entries = (body as { entries: EntryStatus[] }).entries;
-  if (opts.json) {
-    printJson(entries);
-    return;
+  if (opts.json) return printJsonArray(entryPages(opts.server));
+  let any = false;
+  for await (const entries of entryPages(opts.server)) {
+    for (const e of entries) process.stdout.write(`${e.id}  ${e.state.padEnd(12)} ${percent(e).padStart(6)}  ${e.url}\n`);
+    any ||= entries.length > 0;
   }
-  if (entries.length === 0) process.stdout.write('no entries\n');
-  for (const e of entries) {
-    process.stdout.write(`${e.id}  ${e.state.padEnd(12)} ${percent(e).padStart(6)}  ${e.url}\n`);
-  }
+  if (!any) process.stdout.write('no entries\n');
 }
 
 program.parseAsync().catch((err: unknown) => {

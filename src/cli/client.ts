@@ -1,4 +1,5 @@
 import { Option } from 'commander';
+import type { EntryStatus } from '../status.js';
 import { DEFAULT_HOST, DEFAULT_PORT } from '../server/http-server.js';
 
 /** Exit codes, documented in the README ("Cache management"). */
@@ -58,4 +59,29 @@ export function postJson(body: unknown): RequestInit {
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Walks `GET /api/entries` page by page (the server pages at 500 by default). */
+export async function* entryPages(server: string, limit = 500): AsyncGenerator<EntryStatus[], void, undefined> {
+  for (let cursor: string | null = ''; cursor !== null;) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor !== '') query.set('cursor', cursor);
+    const { body } = await api(server, `/api/entries?${query.toString()}`);
+    const page = body as { entries: EntryStatus[]; next: string | null };
+    yield page.entries;
+    cursor = page.next;
+  }
+}
+
+/** Prints a JSON array element by element, as JSON.stringify(all, null, 2) would, without holding it all. */
+export async function printJsonArray(pages: AsyncIterable<readonly unknown[]>): Promise<void> {
+  let first = true;
+  for await (const page of pages) {
+    for (const item of page) {
+      const text = JSON.stringify(item, null, 2).replace(/^/gm, '  ');
+      process.stdout.write(`${first ? '[\n' : ',\n'}${text}`);
+      first = false;
+    }
+  }
+  process.stdout.write(first ? '[]\n' : '\n]\n');
 }

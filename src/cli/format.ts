@@ -59,15 +59,24 @@ export function formatDuration(seconds: number): string {
 /** Left-aligned columns separated by two spaces; the last column is not padded. */
 export function table(header: string[], rows: string[][]): string {
   const all = [header, ...rows];
-  const widths = header.map((_, c) => Math.max(...all.map((r) => (r[c] ?? '').length)));
-  return (
-    all
-      .map((r) =>
+  return formatRows(all, columnWidths(all));
+}
+
+/** The width of each column over `rows`, at least `min[c]`. */
+export function columnWidths(rows: string[][], min: readonly number[] = []): number[] {
+  const first = rows[0] ?? [];
+  return first.map((_, c) => Math.max(min[c] ?? 0, ...rows.map((r) => (r[c] ?? '').length)));
+}
+
+/** Rows padded to `widths` (the last column is not padded), one per line. */
+export function formatRows(rows: string[][], widths: readonly number[]): string {
+  return rows
+    .map(
+      (r) =>
         r
           .map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c] ?? 0)))
           .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
+          .trimEnd() + '\n',
+    )
+    .join('');
 }

@@ -7,9 +7,9 @@ import type { StatTotals } from '../stats/stats.js';
 import type { DiskUsageSummary as DiskUsage } from '../store/evictor.js';
 import { ENTRY_ID } from '../server/api-routes.js';
 import { formatBytes, parseSize } from '../units.js';
-import { CliError, EXIT, api, jsonOption, postJson, printJson, serverOption } from './client.js';
+import { CliError, EXIT, api, entryPages, jsonOption, postJson, printJson, printJsonArray, serverOption } from './client.js';
 import { configOption } from './config.js';
-import { formatDuration, percent, pinText, shortTime, table } from './format.js';
+import { columnWidths, formatDuration, formatRows, percent, pinText, shortTime } from './format.js';
 
 const POLL_MS = 250;
 
@@ -100,24 +100,31 @@ interface ClientOpts {
   json?: boolean;
 }
 
+/** Streams the table page by page: column widths come from the first page (later cells may push). */
 async function ls(opts: ClientOpts): Promise<void> {
-  const { body } = await api(opts.server, '/api/entries');
-  const entries = (body as { entries: EntryStatus[] }).entries;
-  if (opts.json) return printJson(entries);
-  if (entries.length === 0) {
-    process.stdout.write('no entries\n');
-    return;
+  if (opts.json) return printJsonArray(entryPages(opts.server));
+  const header = ['ID', 'STATE', 'SIZE', 'CACHED', 'PINNED', 'LAST ACCESS', 'URL'];
+  let widths: number[] | undefined;
+  for await (const entries of entryPages(opts.server)) {
+    const rows = entries.map((e) => [
+      e.id,
+      e.state,
+      e.totalBytes === null ? '?' : formatBytes(e.totalBytes),
+      percent(e),
+      pinText(e),
+      shortTime(e.lastAccessed),
+      e.url,
+    ]);
+    if (!widths) {
+      if (rows.length === 0) {
+        process.stdout.write('no entries\n');
+        return;
+      }
+      widths = columnWidths([header, ...rows], [22, 12]);
+      process.stdout.write(formatRows([header], widths));
+    }
+    process.stdout.write(formatRows(rows, widths));
   }
-  const rows = entries.map((e) => [
-    e.id,
-    e.state,
-    e.totalBytes === null ? '?' : formatBytes(e.totalBytes),
-    percent(e),
-    pinText(e),
-    shortTime(e.lastAccessed),
-    e.url,
-  ]);
-  process.stdout.write(table(['ID', 'STATE', 'SIZE', 'CACHED', 'PINNED', 'LAST ACCESS', 'URL'], rows));
 }
 
 async function pin(id: string, opts: ClientOpts & { head?: number }): Promise<void> {
@@ -140,8 +147,9 @@ async function rm(id: string, opts: ClientOpts): Promise<void> {
 
 /** One request per entry: a whole large cache in one reply could outlast the client's timeout. */
 async function verify(id: string | undefined, opts: ClientOpts): Promise<void> {
-  const ids =
-    id !== undefined ? [id] : ((await api(opts.server, '/api/entries')).body as { entries: EntryStatus[] }).entries.map((e) => e.id);
+  const ids: string[] = [];
+  if (id !== undefined) ids.push(id);
+  else for await (const page of entryPages(opts.server)) for (const e of page) ids.push(e.id);
   const r: VerifyReport = { entries: 0, chunks: 0, bytes: 0, damaged: [] };
   for (const entryId of ids) {
     const one = await api(opts.server, entryPath(entryId, 'verify'), { method: 'POST' }).then(

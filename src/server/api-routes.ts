@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EntryStatus, MediaCache } from '../cache.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
 import { readJson, sendJson } from './respond.js';
+import { parsePageQuery } from '../entry-pages.js';
 import { z } from 'zod';
 
 const BODY_LIMIT = 64 * 1024;
@@ -24,7 +25,11 @@ export async function handleApi(
   const withUrl = (e: EntryStatus): EntryStatus & { streamUrl: string } => ({ ...e, streamUrl: streamUrlOf(req, e.id) });
 
   if (parts.length === 1 && parts[0] === 'entries') {
-    if (method === 'GET') return sendJson(res, 200, { entries: cache.listEntries().map(withUrl) });
+    if (method === 'GET') {
+      const params = new URL(req.url ?? '/', 'http://x').searchParams;
+      const page = cache.listPage(parsePageQuery(params));
+      return sendJson(res, 200, { entries: page.entries.map(withUrl), next: page.next });
+    }
     if (method === 'POST') {
       const body = await readJson(req, BODY_LIMIT);
       const { entry, created } = cache.addEntry(body as never);
