@@ -1,7 +1,7 @@
 import { Priority, type CacheRepository, type EntryRow } from '../db/repository.js';
 import { retryWhileBusy } from '../db/busy-retry.js';
 import { chunkOf } from '../model/geometry.js';
-import { priorityWithoutReaders } from '../policy/scheduling.js';
+import { priorityWithoutReaders, shouldSplit } from '../policy/scheduling.js';
 import type { DemandHandle, DemandRegistry } from './demand.js';
 import { missingStart } from './gaps.js';
 import type { QueueWork } from './queue-work.js';
@@ -10,7 +10,12 @@ import type { Transfer } from './transfer.js';
 /** What readers' demand needs of the scheduler. */
 export interface DemandTarget {
   readonly queue: QueueWork;
-  transferOf(entry: EntryRow, index: number): Transfer | undefined;
+  transfersOfChunk(entry: EntryRow, index: number): readonly Transfer[];
+  transferAt(entry: EntryRow, position: number): Transfer | undefined;
+  /** The upstream's measured first-byte time and rate. */
+  readonly upstream: { firstByteMs: number | null; bytesPerMs: number | null };
+  /** Starts the CRITICAL second half of a split now. */
+  launchSplit(entry: EntryRow, index: number, start: number, end: number): void;
   transfersOf(entryId: string): Transfer[];
   wholeBodyOf(entry: EntryRow): Transfer | undefined;
   raise(entry: EntryRow, index: number, priority: Priority): void;
@@ -49,8 +54,8 @@ export class ReaderDemand {
       // no statement here. A chunk dropped later is queued from the reader's wait (ensureQueued).
       if (entry.isComplete || missingStart(this.repo, entry, index) === null) continue;
       if (index === critical) {
-        const running = this.core.transferOf(entry, critical);
-        if (!running || running.stopReason) this.core.queue.seekStarts.set(`${entry.id}:${critical}`, position);
+        const running = this.core.transfersOfChunk(entry, critical).some((t) => !t.stopReason);
+        if (!running) this.core.queue.seekStarts.set(`${entry.id}:${critical}`, position);
       }
       this.core.raise(entry, index, index === critical ? Priority.CRITICAL : Priority.HIGH);
       raised = true;
@@ -62,7 +67,9 @@ export class ReaderDemand {
   /** A reader waits at `position`: make sure its chunk is being fetched (a scrub may have dropped it). */
   ensureQueued(entry: EntryRow, position: number): void {
     const index = chunkOf(position, entry.chunkSize);
-    if (this.core.transferOf(entry, index) || this.core.wholeBodyOf(entry)) return;
+    // Ahead of a transfer in the same chunk: a new request at the reader may beat waiting for it.
+    if (this.split(entry, position)) return;
+    if (this.core.transfersOfChunk(entry, index).length > 0 || this.core.wholeBodyOf(entry)) return;
     if (missingStart(this.repo, entry, index) === null) return;
     this.core.queue.seekStarts.set(`${entry.id}:${index}`, position);
     this.core.raise(entry, index, Priority.CRITICAL);
@@ -97,5 +104,23 @@ export class ReaderDemand {
       }
     }
     if (changed) this.core.pump();
+  }
+
+  /**
+   * A reader waits at `position`, ahead of a transfer running in the same chunk. When that
+   * transfer would take longer to get there than a new request takes to answer (shouldSplit), it
+   * is cut at `position` (it keeps what it fetched) and a CRITICAL transfer starts there for the
+   * rest of its range: no byte is fetched twice, and the two rows join up. True when it split.
+   */
+  private split(entry: EntryRow, position: number): boolean {
+    const t = this.core.transferAt(entry, position);
+    if (!t || t.whole || t.stopReason || t.phase !== 'receiving' || position <= t.start + t.received) return false;
+    const { upstream } = this.core;
+    const distance = position - (t.start + t.received);
+    if (!shouldSplit({ distance, bytesPerMs: t.bytesPerMs() ?? upstream.bytesPerMs, firstByteMs: upstream.firstByteMs })) return false;
+    const end = t.end;
+    if (!t.cutAt(position)) return false;
+    this.core.launchSplit(entry, t.chunkIndex, position, end);
+    return true;
   }
 }

@@ -2,18 +2,20 @@ import type { CacheRepository, ChunkRow, EntryRow, QueueRow } from '../db/reposi
 import { Priority } from '../db/repository.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import type { ChunkVerifier } from '../store/chunk-verifier.js';
-import { ErrorCodes, MediaCacheError } from '../errors.js';
 import { asError, type CoreEvents } from '../events.js';
-import { chunkOf, transferKey, versionFileName } from '../model/geometry.js';
+import { versionFileName } from '../model/geometry.js';
 import type { TransferSnapshot } from '../inspect.js';
 import type { DemandRegistry } from './demand.js';
 import type { Downloader, UpstreamMetadata } from './downloader.js';
 import { gapFrom } from './gaps.js';
 import type { Admission } from '../policy/admission.js';
 import { pickVictim, type RetryPolicy } from '../policy/scheduling.js';
+import { TransferRegistry } from './transfer-registry.js';
+import { UpstreamTiming } from './upstream-timing.js';
 import { QueueWork } from './queue-work.js';
 import { StateEvents } from './state-events.js';
 import { applyOutcome } from './outcome.js';
+import { acceptMetadata } from './metadata.js';
 import { Transfer, type TransferHost, type TransferResult } from './transfer.js';
 import type { Wakeups } from './wakeups.js';
 
@@ -53,7 +55,7 @@ const PROGRESS_EVENT_MS = 250;
 const PUMP_RETRY_MS = 500;
 
 export class Scheduler implements TransferHost {
-  private readonly transfers = new Map<string, Transfer>();
+  private readonly transfers = new TransferRegistry();
   private readonly done = new Map<Transfer, Promise<void>>();
   private readonly progressAt = new Map<Transfer, number>();
   /** Entries whose upstream ignores Range, mid-way through the one download of the whole body. */
@@ -62,6 +64,8 @@ export class Scheduler implements TransferHost {
   /** Entries being removed: none of their queued work starts. */
   private readonly forgetting = new Set<string>();
   readonly queue: QueueWork;
+  /** The upstream's measured first-byte time and rate: what a split at a seek is decided on. */
+  readonly upstream = new UpstreamTiming();
   private pumping = false;
   private pumpAgain = false;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -94,15 +98,14 @@ export class Scheduler implements TransferHost {
     this.pump();
   }
 
-  // ---- what readers and the evictor see ------------------------------------------------------
-
+  /** The transfer of the current version whose range holds `position`. */
   transferAt(entry: EntryRow, position: number): Transfer | undefined {
-    return this.transferOf(entry, chunkOf(position, entry.chunkSize));
+    return this.transfers.at(entry, position);
   }
 
-  /** The transfer of chunk `index` of the entry's current version. */
-  transferOf(entry: EntryRow, index: number): Transfer | undefined {
-    return this.transfers.get(transferKey(entry.id, entry.version, index));
+  /** The transfers of chunk `index` of the entry's current version (two after a split). */
+  transfersOfChunk(entry: EntryRow, index: number): readonly Transfer[] {
+    return this.transfers.ofChunk(entry.id, entry.version, index);
   }
 
   /** The whole-body download of this version, if one runs. */
@@ -112,7 +115,7 @@ export class Scheduler implements TransferHost {
   }
 
   transfersOf(entryId: string): Transfer[] {
-    return [...this.transfers.values()].filter((t) => t.entryId === entryId);
+    return this.transfers.ofEntry(entryId);
   }
 
   /** Resolves once no transfer of the entry runs (new ones may start afterwards). */
@@ -124,22 +127,19 @@ export class Scheduler implements TransferHost {
 
   get slotsUsed(): number {
     let n = 0;
-    for (const t of this.transfers.values()) if (t.takesSlot) n++;
+    for (const t of this.transfers.all()) if (t.takesSlot) n++;
     return n;
   }
 
   snapshot(): TransferSnapshot[] {
-    return [...this.transfers.values()].map((t) => t.snapshot());
+    return [...this.transfers.all()].map((t) => t.snapshot());
   }
 
   /** Queues a chunk, or raises the priority of its queued or running download. */
   raise(entry: EntryRow, index: number, priority: Priority, now = Date.now()): void {
     this.repo.enqueue(entry.id, index, priority, now);
-    const running = this.transfers.get(transferKey(entry.id, entry.version, index));
-    if (running && priority < running.priority) running.priority = priority;
+    for (const running of this.transfersOfChunk(entry, index)) if (priority < running.priority) running.priority = priority;
   }
-
-  // ---- the pump -----------------------------------------------------------------------------
 
   /**
    * Starts queued downloads while slots are free. When all are busy, more urgent queued work
@@ -186,7 +186,7 @@ export class Scheduler implements TransferHost {
     for (;;) {
       const next = this.repo.nextQueued();
       if (!next) return;
-      const running = [...this.transfers.values()].filter((t) => t.takesSlot);
+      const running = [...this.transfers.all()].filter((t) => t.takesSlot);
       if (running.length >= this.options.maxConcurrentDownloads) {
         const victim = pickVictim(running, next.priority);
         if (!victim) return;
@@ -213,8 +213,7 @@ export class Scheduler implements TransferHost {
       this.repo.dequeue(entryId, index);
       return true;
     }
-    const key = transferKey(entryId, entry.version, index);
-    if (this.transfers.has(key)) {
+    if (this.transfersOfChunk(entry, index).length > 0) {
       this.repo.setQueueStatus(entryId, index, 'downloading'); // a row given back while its transfer runs
       return true;
     }
@@ -231,31 +230,42 @@ export class Scheduler implements TransferHost {
     }
     this.queue.seekStarts.delete(seekKey);
     this.repo.setQueueStatus(entryId, index, 'downloading');
-    const t = new Transfer(this, entryId, entry.version, entry.filePath, index, priority, gap.start, gap.end);
-    this.transfers.set(key, t);
+    this.launch(entry, index, priority, gap.start, gap.end);
+    return true;
+  }
+
+  private launch(entry: EntryRow, index: number, priority: Priority, start: number, end: number): void {
+    const t = new Transfer(this, entry.id, entry.version, entry.filePath, index, priority, start, end);
+    this.transfers.add(t);
     this.store.retain(entry.filePath);
-    this.events.emit('download-started', { entryId, chunkIndex: index, priority, start: gap.start });
+    this.events.emit('download-started', { entryId: entry.id, chunkIndex: index, priority, start });
     this.done.set(
       t,
       t.run().then((result) => this.settle(t, result)),
     );
-    return true;
   }
 
-  // ---- the one place a transfer ends --------------------------------------------------------
+  /** Starts the second half of a split at a seek now (pre-empting if every slot is busy). */
+  launchSplit(entry: EntryRow, index: number, start: number, end: number): void {
+    const running = [...this.transfers.all()].filter((x) => x.takesSlot);
+    if (running.length >= this.options.maxConcurrentDownloads) pickVictim(running, Priority.CRITICAL)?.stop('preempted');
+    this.launch(entry, index, Priority.CRITICAL, start, end);
+  }
 
   private settle(t: Transfer, result: TransferResult): void {
-    this.transfers.delete(transferKey(t.entryId, t.version, t.chunkIndex));
+    this.transfers.remove(t);
     this.done.delete(t);
     this.progressAt.delete(t);
     const wasWhole = this.wholeBodies.get(t.entryId) === t;
     if (wasWhole) this.wholeBodies.delete(t.entryId);
     this.store.release(t.filePath);
-    this.admission.transferEnded(t.entryId, t.chunkIndex);
     try {
       const entry = this.repo.getEntry(t.entryId);
+      // The other half of a split still runs: the chunk's queue row and reservation are its.
+      const sibling = this.transfers.ofChunk(t.entryId, t.version, t.chunkIndex).length > 0;
+      if (!sibling) this.admission.transferEnded(t.entryId, t.chunkIndex);
       // Queue rows belong to the current version: an old version's transfer leaves them alone.
-      if (entry && entry.version === t.version) {
+      if (entry && entry.version === t.version && (!sibling || result.outcome === 'failed' || result.upstreamChanged)) {
         const changed = applyOutcome(this.repo, this.demand, this.options.backgroundFill, entry, t, result, wasWhole);
         if (changed) this.newVersion(entry, 'upstream file changed');
       }
@@ -286,34 +296,18 @@ export class Scheduler implements TransferHost {
     this.emitState(entry.id);
   }
 
-  // ---- TransferHost -------------------------------------------------------------------------
-
   acceptMetadata(t: Transfer, entry: EntryRow, meta: UpstreamMetadata): EntryRow {
-    if (entry.expectedTotalSize === null) {
-      const { totalSize: expectedTotalSize, mimeType, etag, lastModified } = meta;
-      const first = this.repo.setEntryMetadata(entry.id, t.version, { expectedTotalSize, mimeType, etag, lastModified });
-      const updated = this.repo.getEntry(entry.id);
-      if (!updated || updated.version !== t.version) {
-        t.stop('invalidated');
-        throw new MediaCacheError(ErrorCodes.ABORTED, 'version no longer current');
-      }
-      if (first) {
-        // After the first body bytes are on their way: a dozen writes the reader need not wait for.
-        setImmediate(() => {
-          if (!this.closed) this.guard(() => this.queue.queueOpening(updated, (e, i, p, now) => this.raise(e, i, p, now)));
-          this.pump();
-        });
-        this.wakeups.notify(entry.id);
-        this.emitState(entry.id);
-        return updated;
-      }
-      entry = updated; // another transfer's first reply was first: compare with it
+    const { entry: accepted, first } = acceptMetadata(this.repo, t, entry, meta);
+    if (first) {
+      // After the first body bytes are on their way: a dozen writes the reader need not wait for.
+      setImmediate(() => {
+        if (!this.closed) this.guard(() => this.queue.queueOpening(accepted, (e, i, p, now) => this.raise(e, i, p, now)));
+        this.pump();
+      });
+      this.wakeups.notify(entry.id);
+      this.emitState(entry.id);
     }
-    const etagChanged = entry.etag !== null && meta.etag !== null && entry.etag !== meta.etag;
-    if (meta.totalSize !== entry.expectedTotalSize || etagChanged) {
-      throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'upstream file changed (size or ETag differs)');
-    }
-    return entry;
+    return accepted;
   }
 
   onProgress(t: Transfer, newBytes: number): void {
@@ -324,6 +318,10 @@ export class Scheduler implements TransferHost {
     this.progressAt.set(t, now);
     const position = t.whole ? t.whole.written : t.start + t.received;
     this.events.emit('download-progress', { entryId: t.entryId, chunkIndex: t.chunkIndex, position });
+  }
+
+  isSoleTransfer(t: Transfer): boolean {
+    return this.transfers.ofChunk(t.entryId, t.version, t.chunkIndex).every((x) => x === t);
   }
 
   onSlotFreed(): void {
@@ -340,8 +338,6 @@ export class Scheduler implements TransferHost {
     this.wakeups.notify(t.entryId);
     this.events.emit('chunk-stored', { entryId: t.entryId, version: t.version, start: row.start, end: row.end });
   }
-
-  // ---- entries going away, shutdown ---------------------------------------------------------
 
   /** Stops every transfer of an entry (before its rows and file are removed) and waits for them. */
   async forget(entryId: string): Promise<void> {
@@ -377,7 +373,7 @@ export class Scheduler implements TransferHost {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retryTimer);
-    const running = [...this.transfers.values()];
+    const running = [...this.transfers.all()];
     for (const t of running) t.stop('shutdown');
     await Promise.all(running.map((t) => this.done.get(t)));
     this.wakeups.notifyAll();

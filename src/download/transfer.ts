@@ -43,6 +43,10 @@ export interface TransferHost {
   claimWholeBody(t: Transfer): boolean;
   /** A row was recorded (committed). */
   onRecorded(t: Transfer, row: ChunkRow): void;
+  /** Whether no other transfer of the same chunk runs (only then does a stored chunk leave the queue). */
+  isSoleTransfer(t: Transfer): boolean;
+  /** Time from sending a request to its verified reply headers, and a finished body's rate. */
+  readonly upstream: { noteFirstByte(ms: number): void; noteRate(bytesPerMs: number): void };
 }
 
 export interface TransferResult {
@@ -69,6 +73,11 @@ export class Transfer {
   private recent: Array<{ position: number; data: Buffer }> = [];
   private recentBytes = 0;
   private readonly controller = new AbortController();
+  /** When the first body byte of the current attempt arrived (for the rate), and how many since. */
+  private bodyStartedAt: number | null = null;
+  private bodyBytes = 0;
+  /** cutAt() moved `end` down and the bytes up to it are written: the request was ended on purpose. */
+  private cutReached = false;
 
   constructor(
     private readonly host: TransferHost,
@@ -99,6 +108,23 @@ export class Transfer {
   snapshot(): TransferSnapshot {
     const { entryId, chunkIndex, version, priority, start, end, written, received } = this;
     return { entryId, chunkIndex, version, priority, start, end, written, received, stopping: this.stopReason };
+  }
+
+  /** Bytes per millisecond of the current attempt's body so far, when enough has arrived to tell. */
+  bytesPerMs(): number | null {
+    if (this.bodyStartedAt === null || this.bodyBytes < 64 * 1024) return null;
+    const ms = performance.now() - this.bodyStartedAt;
+    return ms >= 5 ? this.bodyBytes / ms : null;
+  }
+
+  /**
+   * Ends the transfer at `position` (exclusive) instead of its planned end: a split at a seek hands
+   * the rest to another transfer. False when it already received past that point.
+   */
+  cutAt(position: number): boolean {
+    if (position <= this.start + this.received || position > this.end) return false;
+    this.end = position - 1;
+    return true;
   }
 
   /** Bytes at `position` (up to `end`) received but maybe not yet written, from memory. */
@@ -138,7 +164,10 @@ export class Transfer {
       try {
         // A piece that arrived but was never written is fetched again: forget it.
         this.received = this.written;
+        this.bodyStartedAt = null;
+        this.bodyBytes = 0;
         this.recent = this.recent.filter((p) => p.position + p.data.length <= this.start + this.written);
+        const sentAt = performance.now();
         this.recentBytes = this.recent.reduce((sum, p) => sum + p.data.length, 0);
         await this.host.downloader.fetchRange({
           url: entry.originalUrl,
@@ -147,6 +176,7 @@ export class Transfer {
           validator: ifRangeValidator(entry.etag, entry.lastModified),
           signal: this.controller.signal,
           onMetadata: (meta) => {
+            this.host.upstream.noteFirstByte(performance.now() - sentAt);
             entry = this.host.acceptMetadata(this, entry as EntryRow, meta);
             this.end = Math.min(this.end, meta.totalSize - 1);
           },
@@ -159,8 +189,11 @@ export class Transfer {
           },
           onData: (position, data) => (this.whole ? this.onWholeData(entry as EntryRow, position, data) : this.onData(position, data)),
         });
+        this.noteRate();
         return await this.commit(true);
       } catch (err) {
+        // Cut at a seek: the request was aborted on purpose once the new end was written.
+        if (this.cutReached && !this.stopReason) return await this.commit(true);
         if (this.stopReason) return await this.commit(false);
         if (isMediaCacheError(err, ErrorCodes.UPSTREAM_CHANGED)) return { outcome: 'invalidated', upstreamChanged: true };
         if (this.whole) return { outcome: 'failed', error: err };
@@ -180,7 +213,12 @@ export class Transfer {
     }
   }
 
-  private async onData(position: number, data: Buffer): Promise<void> {
+  private async onData(position: number, piece: Buffer): Promise<void> {
+    this.bodyStartedAt ??= performance.now();
+    this.bodyBytes += piece.length;
+    // Past a cut (a split at a seek): only the bytes up to the new end are this transfer's.
+    const data = position + piece.length - 1 > this.end ? piece.subarray(0, Math.max(0, this.end - position + 1)) : piece;
+    if (data.length === 0) return this.endAtCut();
     // Readers get the piece from memory now, not after the disk write (first byte sooner).
     this.recent.push({ position, data });
     this.recentBytes += data.length;
@@ -190,6 +228,19 @@ export class Transfer {
     await this.host.store.write(this.filePath, position, data);
     this.crc = crc32(data, this.crc);
     this.written += data.length;
+    if (this.start + this.written > this.end && data.length < piece.length) this.endAtCut();
+  }
+
+  /** Everything up to the cut is written: end the upstream request (the rest is another transfer's). */
+  private endAtCut(): void {
+    this.cutReached = true;
+    this.noteRate();
+    this.controller.abort();
+  }
+
+  private noteRate(): void {
+    const rate = this.bytesPerMs();
+    if (rate !== null) this.host.upstream.noteRate(rate);
   }
 
   /**
@@ -238,8 +289,10 @@ export class Transfer {
       return { outcome: 'failed', error: err };
     }
     const row: ChunkRow = { start: this.start, end: this.start + this.written - 1, checksum: this.crc, downloadedAt: Date.now() };
-    // Only a finished chunk leaves the queue; a cut-off one stays for its remainder.
-    if (!(await this.record(completed ? this.chunkIndex : null, row))) return { outcome: 'invalidated' };
+    // Only a finished chunk leaves the queue (and only when no other half of a split still runs);
+    // a cut-off one stays for its remainder.
+    const dequeue = completed && this.host.isSoleTransfer(this);
+    if (!(await this.record(dequeue ? this.chunkIndex : null, row))) return { outcome: 'invalidated' };
     return { outcome };
   }
 

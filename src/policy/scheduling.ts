@@ -72,3 +72,20 @@ export function lookaheadChunks(
   if (entry.bitrate === null) return options.lookaheadChunks;
   return Math.max(1, Math.ceil(((entry.bitrate / 8) * options.lookaheadSeconds) / entry.chunkSize));
 }
+
+/** A new request must beat the running transfer by this factor before a seek splits it. */
+export const SPLIT_MARGIN = 1.5;
+/** Without any measurement yet, a seek at least this far ahead of a transfer splits it. */
+export const SPLIT_UNMEASURED_BYTES = 1024 * 1024;
+
+/**
+ * Whether a reader waiting `distance` bytes ahead of a running transfer (in the same chunk) gets
+ * its bytes sooner from a new request: the transfer needs distance ÷ rate, a new request about
+ * its first-byte time. Unmeasured, only a far seek splits (the tail of a file, a chapter jump).
+ */
+export function shouldSplit(input: { distance: number; bytesPerMs: number | null; firstByteMs: number | null }): boolean {
+  const { distance, bytesPerMs, firstByteMs } = input;
+  if (distance <= 0) return false;
+  if (bytesPerMs === null || firstByteMs === null) return distance >= SPLIT_UNMEASURED_BYTES;
+  return distance / bytesPerMs > SPLIT_MARGIN * firstByteMs;
+}

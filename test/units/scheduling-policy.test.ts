@@ -7,6 +7,8 @@ import {
   openingPlan,
   pickVictim,
   priorityWithoutReaders,
+  shouldSplit,
+  SPLIT_UNMEASURED_BYTES,
   strongerStop,
   type StopReason,
 } from '../../src/policy/scheduling.js';
@@ -87,4 +89,19 @@ test('decideAdmission: what fits starts; playback waits for room; background tha
     [{ fits: true, priority: LOW, entryBeingEvicted: false, noRoomForBackground: true }, 'admit'],
   ];
   for (const [input, expected] of cases) assert.equal(decideAdmission(input), expected, JSON.stringify(input));
+});
+
+test('shouldSplit: a seek splits a transfer when waiting for it is slower than a new request', () => {
+  const cases: Array<[{ distance: number; bytesPerMs: number | null; firstByteMs: number | null }, boolean]> = [
+    [{ distance: 0, bytesPerMs: 1, firstByteMs: 1 }, false],
+    // 4 MB/s = 4,000 B/ms; 1 MB ahead is 250 ms of waiting against a 20 ms first byte: split.
+    [{ distance: 1_000_000, bytesPerMs: 4_000, firstByteMs: 20 }, true],
+    // 100 KB ahead is 25 ms: less than 1.5 × 20 ms, keep waiting.
+    [{ distance: 100_000, bytesPerMs: 4_000, firstByteMs: 20 }, false],
+    [{ distance: 130_000, bytesPerMs: 4_000, firstByteMs: 20 }, true],
+    // Unmeasured: only a far seek splits.
+    [{ distance: SPLIT_UNMEASURED_BYTES - 1, bytesPerMs: null, firstByteMs: 20 }, false],
+    [{ distance: SPLIT_UNMEASURED_BYTES, bytesPerMs: null, firstByteMs: null }, true],
+  ];
+  for (const [input, expected] of cases) assert.equal(shouldSplit(input), expected, JSON.stringify(input));
 });

@@ -1,0 +1,51 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fetchBytes, getRange, startProxy, waitUntil } from './helpers/harness.js';
+import { until } from './helpers/interleaving.js';
+import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
+
+const CHUNK = 1024 * 1024;
+
+let upstream: Upstream;
+before(async () => {
+  upstream = await startUpstream();
+});
+after(() => upstream.close());
+
+test('a seek ahead of a running transfer in the same chunk splits it: one new request at the reader, the old one cut there, no byte fetched twice', async () => {
+  const data = makeData(CHUNK, 141);
+  upstream.setFile('/split.mp4', data);
+  upstream.options.bytesPerSecond = 256 * 1024; // the whole chunk would take 4 s
+  const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, lookaheadChunks: 0 });
+  try {
+    const { id, streamUrl } = await proxy.add(upstream.url('/split.mp4'));
+    upstream.resetStats();
+    // The player opens the file at byte 0: chunk 0 downloads from its start.
+    const playing = fetchBytes(streamUrl);
+    await until(() => (proxy.cache.inspect().transfers[0]?.received ?? 0) >= 64 * 1024);
+    // Then it reads near the end (an MP4's moov): 700 KiB ahead of the running transfer.
+    const seek = 3 * 256 * 1024;
+    const tail = await getRange(streamUrl, `bytes=${seek}-${seek + 99}`);
+    assert.equal(tail.status, 206);
+    assert.equal(sha256(tail.body), sha256(data.subarray(seek, seek + 100)));
+    const whole = await playing;
+    assert.equal(sha256(whole.body), sha256(data), 'the player gets the whole file, byte-exact');
+    await waitUntil(proxy.cache, () => proxy.cache.inspect(id).entry?.isComplete === true);
+    await upstream.waitQuiet();
+
+    const ranges = upstream.requests.filter((r) => r.path === '/split.mp4').map((r) => r.range);
+    assert.deepEqual(ranges, [`bytes=0-${CHUNK - 1}`, `bytes=${seek}-${CHUNK - 1}`], 'exactly one new request, at the reader');
+    const [first] = upstream.requests;
+    // The cut transfer stopped at the seek: what it was sent beyond it is at most what was in flight.
+    assert.ok(first && first.bytesSent < seek + 64 * 1024, `the first request sent ${first?.bytesSent} bytes, cut at ${seek}`);
+    assert.ok(upstream.bytesSent('/split.mp4') < CHUNK + 64 * 1024, 'no byte range fetched twice');
+    const rows = proxy.cache.inspect(id).entry?.rows.map((r) => [r.start, r.end]);
+    assert.deepEqual(rows, [
+      [0, seek - 1],
+      [seek, CHUNK - 1],
+    ]);
+  } finally {
+    upstream.options.bytesPerSecond = undefined;
+    await proxy.close();
+  }
+});
