@@ -232,7 +232,10 @@ export class MediaCache {
     const entry = this.requireEntry(id);
     // An entry added before the policy was tightened (a restart with --allow-upstream) is not read.
     this.checkUpstream(entry.originalUrl);
-    if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
+    if (entry.errorMessage !== null) {
+      this.repo.setEntryError(id, null);
+      this.scheduler.emitState(id); // no longer Failed: its state (and the counters) follow from its rows
+    }
     this.repo.touchEntry(id, Date.now());
     // The reader re-reads the row before its first use (ensureSize), so this one may be stale.
     return new EntryReader(this.repo, this.store, this.readPath, entry, signal, (served) => this.stats.recordRead(served));

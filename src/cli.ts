@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
+import type { BackgroundFill } from './policy/scheduling.js';
 import { MediaCache, DEFAULTS, type CacheOptions, type EntryStatus } from './cache.js';
 import { startServer, isLoopback, DEFAULT_HOST, DEFAULT_PORT } from './server/http-server.js';
 import { ErrorCodes, MediaCacheError, isMediaCacheError } from './errors.js';
@@ -96,7 +97,16 @@ program
       .argParser(positiveInt('wait-timeout-s'))
       .default(DEFAULTS.waitTimeoutMs / 1000),
   )
-  .addOption(new Option('--no-background-fill', 'do not fetch the rest of an opened file in the background'))
+  .addOption(
+    new Option(
+      '--background-fill <mode>',
+      "when the rest of a file is fetched in the background: 'always' (every opened file), 'played' (once a player read 30 s of it, or 32 MiB: probes and library scans fetch only what they read), 'never'",
+    )
+      .env('MEDIACACHE_BACKGROUND_FILL')
+      .choices(['always', 'played', 'never'])
+      .default('played'),
+  )
+  .addOption(new Option('--no-background-fill', 'the same as --background-fill never'))
   .addOption(
     new Option('--max-size <size>', 'disk the cached files may use (allocated blocks), e.g. 50GB')
       .env('MEDIACACHE_MAX_SIZE')
@@ -183,7 +193,7 @@ interface ServeOptions {
   lookaheadChunks: number;
   lookaheadS: number;
   waitTimeoutS: number;
-  backgroundFill: boolean;
+  backgroundFill: BackgroundFill | false;
   maxSize?: number;
   minFree: number;
   cleanupIntervalS: number;

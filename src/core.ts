@@ -8,6 +8,7 @@ import { StateEvents } from './download/state-events.js';
 import type { Wakeups } from './download/wakeups.js';
 import type { CoreEvents } from './events.js';
 import { DEFAULTS, type CacheOptions } from './options.js';
+import { backgroundFillMode } from './policy/scheduling.js';
 import type { ReadPath } from './read/entry-reader.js';
 import { readPathOf } from './read/read-path.js';
 import type { EntryCounters } from './stats/entry-counters.js';
@@ -49,7 +50,7 @@ export interface Core {
  */
 export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions): Core {
   const { repo, store, downloader, demand, wakeups, events } = base;
-  const backgroundFill = options.backgroundFill ?? DEFAULTS.backgroundFill;
+  const backgroundFill = backgroundFillMode(options.backgroundFill);
   const verifier = new ChunkVerifier(store);
   const scheduler = new Scheduler(
     repo,
@@ -96,7 +97,7 @@ export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions
     options.cleanupIntervalMs ?? DEFAULTS.cleanupIntervalMs,
   );
   scheduler.admission = evictor;
-  const readerDemand = new ReaderDemand(repo, demand, scheduler, backgroundFill);
+  const readerDemand = new ReaderDemand(repo, demand, scheduler);
   const readPath = readPathOf(scheduler, integrity, readerDemand, wakeups, new BufferPool(DEFAULTS.readSize, 64), {
     waitTimeoutMs: options.waitTimeoutMs ?? DEFAULTS.waitTimeoutMs,
     lookaheadChunks: options.lookaheadChunks ?? DEFAULTS.lookaheadChunks,

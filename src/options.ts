@@ -1,4 +1,4 @@
-import type { RetryPolicy } from './policy/scheduling.js';
+import type { BackgroundFill, RetryPolicy } from './policy/scheduling.js';
 import type { ChunkStore } from './store/chunk-store.js';
 import type { UpstreamResolver } from './download/upstream-lookup.js';
 
@@ -15,13 +15,23 @@ export interface CacheOptions {
   lookaheadSeconds?: number;
   /** How long a reader waits for missing bytes before giving up. Default 30 s. */
   waitTimeoutMs?: number;
-  /** Fill every opened entry's gaps at LOW priority. Default true. */
-  backgroundFill?: boolean;
+  /**
+   * When an entry's gaps are fetched at LOW priority: `'always'` (every opened entry, as `true`
+   * did), `'played'` (once a player read it like playback: 30 s of media, or 32 MiB without a
+   * bitrate — a probe or a library scan fetches only what it reads), `'never'` (as `false`).
+   * Default `'played'`.
+   */
+  backgroundFill?: boolean | BackgroundFill;
   retry?: Partial<RetryPolicy>;
   /** Upstream timeout for headers and between body pieces. Default 30 s. */
   upstreamTimeoutMs?: number;
   /** Builds the chunk store on its directory: a seam for tests (a full disk) and embedders. */
   createStore?: (root: string) => ChunkStore;
+  /**
+   * Shared by every node of a cluster (`--cluster-secret`, at least 16 characters): entry ids become
+   * a keyed hash of the cache key, so every node computes the same id. Without it ids are random.
+   */
+  clusterSecret?: string;
   /**
    * How long a database statement waits for a lock before the request gets 503. Default 10 ms:
    * the wait blocks the event loop, so it stays short; background writes retry asynchronously.
@@ -55,7 +65,7 @@ export const DEFAULTS = {
   lookaheadChunks: 10,
   lookaheadSeconds: 60,
   waitTimeoutMs: 30_000,
-  backgroundFill: true,
+  backgroundFill: 'played' as BackgroundFill,
   retry: { attempts: 5, baseDelayMs: 250, maxDelayMs: 8_000 },
   upstreamTimeoutMs: 30_000,
   readSize: 1024 * 1024,

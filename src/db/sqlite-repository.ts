@@ -151,6 +151,8 @@ export class SqliteRepository implements CacheRepository {
   /** `busyTimeoutMs`: how long a statement waits for another connection's lock before failing. */
   constructor(file: string, busyTimeoutMs?: number) {
     this.db = openDatabase(file, busyTimeoutMs);
+    // SQLite's lower() folds ASCII only: `q=amélie` must find `AMÉLIE`, as the caller lowercases in JS.
+    this.db.function('fold', { deterministic: true }, (v: unknown) => (typeof v === 'string' ? v.toLowerCase() : null));
     const db = this.db;
     this.stmts = {
       insertEntry: db.prepare(`INSERT INTO cache_entries
@@ -207,7 +209,7 @@ export class SqliteRepository implements CacheRepository {
       page: db.prepare<{ c: number; i: string; pinned: number | null; q: string | null; limit: number }, FactsDbRow>(`${FACTS_SELECT}
         WHERE (e.created_at > @c OR (e.created_at = @c AND e.id > @i))
           AND (@pinned IS NULL OR e.pinned = @pinned)
-          AND (@q IS NULL OR instr(lower(e.original_url), @q) > 0 OR instr(lower(coalesce(e.source_id, '') || ' ' ||
+          AND (@q IS NULL OR instr(fold(e.original_url), @q) > 0 OR instr(fold(coalesce(e.source_id, '') || ' ' ||
                coalesce(e.media_id, '') || ' ' || coalesce(e.quality, '')), @q) > 0)
         ORDER BY e.created_at, e.id LIMIT @limit`),
       queuedAtOrAbove: db.prepare<[number], { id: string }>(`SELECT DISTINCT cache_entry_id AS id

@@ -1,22 +1,40 @@
 import { Priority, type CacheRepository, type EntryRow } from '../db/repository.js';
 import { chunkCount, missingChunks } from '../model/geometry.js';
 import { coalesceRanges } from '../state/entry-state.js';
-import { openingPlan } from '../policy/scheduling.js';
+import { openingPlan, type BackgroundFill } from '../policy/scheduling.js';
 
 type Raise = (entry: EntryRow, index: number, priority: Priority, now: number) => void;
 
 /**
  * Queue work that is not about one transfer: the opening plan once a size is known, a
- * pre-cache's rows, and where a reader that seeked into a chunk wants its download to begin.
+ * pre-cache's rows, background fill, and where a reader that seeked into a chunk wants its
+ * download to begin.
  */
 export class QueueWork {
   /** `${entryId}:${chunkIndex}` → the byte a seek wants the chunk's download to start at. */
   readonly seekStarts = new Map<string, number>();
+  /** Entries a player has read like playback (in memory: their LOW rows persist across restarts). */
+  private readonly played = new Set<string>();
 
   constructor(
     private readonly repo: CacheRepository,
-    private readonly backgroundFill: boolean,
+    readonly fill: BackgroundFill,
   ) {}
+
+  /** Whether the entry's missing chunks are fetched in the background. */
+  fills(entryId: string): boolean {
+    return this.fill === 'always' || (this.fill === 'played' && this.played.has(entryId));
+  }
+
+  /**
+   * A player read the entry like playback: under `played`, its missing chunks are queued at LOW
+   * now (once). True when it queued something.
+   */
+  markPlayed(entry: EntryRow): boolean {
+    if (this.fill !== 'played' || this.played.has(entry.id)) return false;
+    this.played.add(entry.id);
+    return this.enqueueMissing(entry, Priority.LOW) > 0;
+  }
 
   /** True while a pre-cache of the entry has MEDIUM rows queued. */
   isPrefetching(entryId: string): boolean {
@@ -27,7 +45,7 @@ export class QueueWork {
   queueOpening(entry: EntryRow, raise: Raise): void {
     const current = this.repo.getEntry(entry.id);
     if (!current || current.version !== entry.version) return;
-    const plan = openingPlan(chunkCount(current), this.isPrefetching(entry.id), this.backgroundFill);
+    const plan = openingPlan(chunkCount(current), this.isPrefetching(entry.id), this.fills(entry.id));
     // One millisecond earlier than readers' lookahead, so head and tail sort before it.
     const early = Date.now() - 1;
     for (const index of plan.high) raise(current, index, Priority.HIGH, early);
@@ -43,6 +61,12 @@ export class QueueWork {
     const missing = missingChunks(entry, coalesceRanges(this.repo.listChunks(entry.id)));
     this.repo.enqueueMany(entry.id, missing, priority, Date.now());
     return missing.length;
+  }
+
+  /** The entry is removed or changed version: it has to be played again to be filled. */
+  forget(entryId: string): void {
+    this.played.delete(entryId);
+    this.forgetSeeks(entryId);
   }
 
   forgetSeeks(entryId: string): void {

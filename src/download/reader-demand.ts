@@ -34,8 +34,16 @@ export class ReaderDemand {
     private readonly repo: CacheRepository,
     private readonly demand: DemandRegistry,
     private readonly core: DemandTarget,
-    private readonly backgroundFill: boolean,
   ) {}
+
+  /** A reader read the entry like playback: under `--background-fill played` its gaps are queued at LOW. */
+  played(entry: EntryRow): void {
+    try {
+      if (this.core.queue.markPlayed(entry)) this.core.pump();
+    } catch (err) {
+      this.core.report(err); // background work only: the read goes on
+    }
+  }
 
   open(entryId: string): DemandHandle {
     return this.demand.open(entryId);
@@ -92,7 +100,7 @@ export class ReaderDemand {
       if (!row || row.priority > Priority.HIGH) continue;
       changed = true;
       prefetching ??= this.core.queue.isPrefetching(entryId);
-      const fallback = priorityWithoutReaders(prefetching, this.backgroundFill);
+      const fallback = priorityWithoutReaders(prefetching, this.core.queue.fills(entryId));
       const running = this.core.transfersOf(entryId).find((t) => t.chunkIndex === index);
       if (fallback !== null) {
         this.repo.setQueuePriority(entryId, index, fallback);

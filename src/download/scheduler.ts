@@ -9,7 +9,7 @@ import type { DemandRegistry } from './demand.js';
 import type { Downloader, UpstreamMetadata } from './downloader.js';
 import { gapFrom } from './gaps.js';
 import type { Admission } from '../policy/admission.js';
-import { pickVictim, type RetryPolicy } from '../policy/scheduling.js';
+import { pickVictim, type BackgroundFill, type RetryPolicy } from '../policy/scheduling.js';
 import { TransferRegistry } from './transfer-registry.js';
 import { UpstreamTiming } from './upstream-timing.js';
 import { QueueWork } from './queue-work.js';
@@ -37,8 +37,8 @@ import type { Wakeups } from './wakeups.js';
 
 export interface SchedulerOptions {
   maxConcurrentDownloads: number;
-  /** Queue every missing chunk of an opened entry at LOW priority. */
-  backgroundFill: boolean;
+  /** When missing chunks are fetched at LOW priority: always, once played, never. */
+  backgroundFill: BackgroundFill;
   retry: RetryPolicy;
 }
 
@@ -266,7 +266,7 @@ export class Scheduler implements TransferHost {
       if (!sibling) this.admission.transferEnded(t.entryId, t.chunkIndex);
       // Queue rows belong to the current version: an old version's transfer leaves them alone.
       if (entry && entry.version === t.version && (!sibling || result.outcome === 'failed' || result.upstreamChanged)) {
-        const changed = applyOutcome(this.repo, this.demand, this.options.backgroundFill, entry, t, result, wasWhole);
+        const changed = applyOutcome(this.repo, this.demand, this.queue.fills(entry.id), entry, t, result, wasWhole);
         if (changed) this.newVersion(entry, 'upstream file changed');
       }
     } catch (err) {
@@ -288,7 +288,7 @@ export class Scheduler implements TransferHost {
     const next = this.repo.newVersion(entry.id, entry.version, (v) => versionFileName(entry.id, v));
     if (!next || next.version === entry.version) return;
     for (const t of this.transfersOf(entry.id)) if (t.version < next.version) t.stop('invalidated');
-    this.queue.forgetSeeks(entry.id);
+    this.queue.forget(entry.id);
     this.store.retire(entry.filePath);
     this.verifier.forget(entry.filePath);
     this.wakeups.notify(entry.id);
@@ -350,7 +350,7 @@ export class Scheduler implements TransferHost {
     } finally {
       this.forgetting.delete(entryId);
     }
-    this.queue.forgetSeeks(entryId);
+    this.queue.forget(entryId);
     this.states.forget(entryId);
     this.wakeups.notify(entryId);
     setImmediate(() => this.pump()); // after the caller deleted the entry's rows

@@ -89,3 +89,24 @@ export function shouldSplit(input: { distance: number; bytesPerMs: number | null
   if (bytesPerMs === null || firstByteMs === null) return distance >= SPLIT_UNMEASURED_BYTES;
   return distance / bytesPerMs > SPLIT_MARGIN * firstByteMs;
 }
+
+/** When an entry's missing chunks are fetched in the background (LOW). */
+export type BackgroundFill = 'always' | 'played' | 'never';
+
+/** Seconds of media a sequential read must cover to count as playback (not a probe). */
+export const PLAYED_SECONDS = 30;
+/** Without a bitrate: 30 s of an 8 Mbit/s stream. A probe (ffprobe, a library scanner) reads far less. */
+export const PLAYED_BYTES = 32 * 1024 * 1024;
+
+/** How many bytes of one sequential read make it playback: `PLAYED_SECONDS` at the bitrate when known. */
+export function playedBytes(bitrate: number | null): number {
+  return bitrate === null ? PLAYED_BYTES : Math.max(1, Math.ceil((bitrate / 8) * PLAYED_SECONDS));
+}
+
+/** Accepts the option as given by embedders (booleans of old) and the CLI. */
+export function backgroundFillMode(value: boolean | BackgroundFill | undefined): BackgroundFill {
+  if (value === undefined) return 'played';
+  if (value === true) return 'always';
+  if (value === false) return 'never';
+  return value;
+}

@@ -3,7 +3,7 @@ import type { ChunkStore } from '../store/chunk-store.js';
 import type { BufferPool } from '../store/buffer-pool.js';
 import type { DemandHandle } from '../download/demand.js';
 import type { Wakeups } from '../download/wakeups.js';
-import { lookaheadChunks } from '../policy/scheduling.js';
+import { lookaheadChunks, playedBytes } from '../policy/scheduling.js';
 import { ErrorCodes, MediaCacheError, STORAGE_FAILURE } from '../errors.js';
 import { chunkOf } from '../model/geometry.js';
 
@@ -23,6 +23,8 @@ export interface ReadPath {
   /** The reader waits at `position`: its chunk must be downloading or queued. */
   ensureQueued(entry: EntryRow, position: number): void;
   release(handle: DemandHandle): void;
+  /** The reader read the entry like playback (a long sequential read): background fill may start. */
+  played(entry: EntryRow): void;
   verifyRow(entry: EntryRow, row: ChunkRow): Promise<boolean>;
   /** The transfer of this version covering `position`, if its bytes have reached it. */
   inflightAt(entry: EntryRow, position: number): { start: number; available: number; written: number } | undefined;
@@ -53,6 +55,7 @@ export class EntryReader {
   private readonly handle: DemandHandle;
   private retainedFile: string | undefined;
   private closed = false;
+  private reportedPlay = false;
   private demandedChunk = -1;
   private demandedTotal: number | null = null;
   private demandedLookahead = false;
@@ -91,9 +94,15 @@ export class EntryReader {
     }
     let pos = start;
     let ensuredAt = -1;
+    // A probe reads a little here and there; playback reads on and on from one position.
+    const playedAt = this.reportedPlay ? Number.POSITIVE_INFINITY : start + playedBytes(bound.bitrate);
     while (pos <= end) {
       const index = chunkOf(pos, chunkSize);
       const lookahead = pos - start >= LOOKAHEAD_AFTER_BYTES;
+      if (pos >= playedAt && !this.reportedPlay) {
+        this.reportedPlay = true;
+        this.path.played(bound);
+      }
       if (index !== this.demandedChunk || this.entry.expectedTotalSize !== this.demandedTotal || lookahead !== this.demandedLookahead) {
         this.demandAt(index, end, pos, lookahead);
       }

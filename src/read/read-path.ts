@@ -23,6 +23,7 @@ export function readPathOf(
     want: (handle, entry, critical, lookahead, position) => demand.want(handle, entry, critical, lookahead, position),
     ensureQueued: (entry, position) => demand.ensureQueued(entry, position),
     release: (handle) => demand.release(handle),
+    played: (entry) => demand.played(entry),
     verifyRow: (entry, row) => integrity.verifyRow(entry, row),
     inflightAt(entry: EntryRow, position: number) {
       const whole = scheduler.wholeBodyOf(entry)?.whole;
