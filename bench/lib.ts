@@ -14,6 +14,18 @@ import { makeData } from '../test/helpers/upstream.js';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const HOST = '127.0.0.1';
 
+/** One row of the table (and of the JSON). */
+export interface Row {
+  id: number;
+  scenario: string;
+  proxy: string;
+  baseline: string;
+  diff: string;
+  target: string;
+  pass: boolean | null;
+  data: Record<string, unknown>;
+}
+
 // ---- fixtures -----------------------------------------------------------------------------------
 
 const BLOCK = 64 * 1024 * 1024;

@@ -7,6 +7,7 @@
  * loop. The test upstream (test/helpers/upstream.ts) runs in this process next to the client: it
  * only paces bytes (30 ms latency, 20 MB/s per response), its work is the same for the direct
  * baseline and the proxy, and the rows that need raw throughput (5, 8) do not touch it.
+ * Rows 10–14 (the index at 100,000 entries) live in bench/scale.ts.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -34,7 +35,9 @@ import {
   timeBody,
   type ChildServer,
   type ProxyChild,
+  type Row,
 } from './lib.js';
+import { SCALE_ROWS, scaleRows, scaleSizes } from './scale.js';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -78,17 +81,6 @@ const S = QUICK
 const LATENCY_MS = 30;
 const RATE = 20 * MB;
 const SEEK = 64 * KiB;
-
-interface Row {
-  id: number;
-  scenario: string;
-  proxy: string;
-  baseline: string;
-  diff: string;
-  target: string;
-  pass: boolean | null;
-  data: Record<string, unknown>;
-}
 
 const rows: Row[] = [];
 const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
@@ -548,24 +540,29 @@ async function main(): Promise<void> {
   const started = new Date();
   const up = await startUpstream({ latencyMs: LATENCY_MS, bytesPerSecond: RATE });
   const failures: string[] = [];
-  const attempt = async (n: number, fn: () => Promise<void> | void): Promise<void> => {
-    if (!want(n)) return;
+  /** Runs the rows `ns` (one function may measure several); an error marks each of them. */
+  const attempt = async (ns: number | number[], fn: () => Promise<void> | void): Promise<void> => {
+    const ids = (Array.isArray(ns) ? ns : [ns]).filter(want);
+    if (ids.length === 0) return;
+    const n = ids.join(', ');
     log(`row ${n} ...`);
     const t0 = performance.now();
     try {
       await fn();
     } catch (err) {
       failures.push(`row ${n}: ${(err as Error).stack ?? String(err)}`);
-      rows.push({
-        id: n,
-        scenario: `row ${n}`,
-        proxy: 'error',
-        baseline: '',
-        diff: '',
-        target: '',
-        pass: false,
-        data: { error: String(err) },
-      });
+      for (const id of ids) {
+        rows.push({
+          id,
+          scenario: `row ${id}`,
+          proxy: 'error',
+          baseline: '',
+          diff: '',
+          target: '',
+          pass: false,
+          data: { error: String(err) },
+        });
+      }
     }
     log(`row ${n} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   };
@@ -596,6 +593,7 @@ async function main(): Promise<void> {
     });
     await attempt(6, () => memory(up, huge));
     await attempt(7, () => database(workDir));
+    await attempt(SCALE_ROWS, async () => void rows.push(...(await scaleRows(up, scaleSizes(QUICK), want))));
   } finally {
     await up.close();
     rmSync(workDir, { recursive: true, force: true });
@@ -609,7 +607,7 @@ async function main(): Promise<void> {
     date: started.toISOString(),
     mode: QUICK ? 'quick' : 'full',
     machine: { nproc: cpus().length, memBytes: totalmem(), node: process.version },
-    sizes: S,
+    sizes: { ...S, scale: scaleSizes(QUICK) },
     rows,
     table,
   };
