@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Downloader } from './download/downloader.js';
@@ -25,6 +24,7 @@ import { CacheStats, type StatTotals } from './stats/stats.js';
 import { TransferMeter } from './stats/transfer-meter.js';
 import { EntryCounters, type EntryTotals } from './stats/entry-counters.js';
 import { DEFAULTS, type CacheOptions, type VerifyReport } from './options.js';
+import { EntryIds, randomEntryId } from './cluster/ids.js';
 import { refusedUrl, upstreamPolicy, type UpstreamPolicy } from './policy/upstream-policy.js';
 
 export type { CacheEvents } from './events.js';
@@ -57,12 +57,14 @@ export class MediaCache {
   private readonly lock: DataDirLock;
   private readonly maxConcurrentDownloads: number;
   private readonly upstreamPolicy: UpstreamPolicy;
+  private readonly ids: EntryIds | undefined;
   private closing: Promise<void> | undefined;
 
   private constructor(options: CacheOptions) {
     this.dataDir = path.resolve(options.dataDir ?? DEFAULTS.dataDir);
     this.chunkSize = options.chunkSize ?? DEFAULTS.chunkSize;
     this.upstreamPolicy = upstreamPolicy(options.allowedUpstreamHosts, options.allowLinkLocalUpstreams);
+    this.ids = options.clusterSecret === undefined ? undefined : new EntryIds(options.clusterSecret);
     if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize < 1) {
       throw new MediaCacheError(ErrorCodes.INVALID_INPUT, `chunk size must be a positive integer`);
     }
@@ -139,9 +141,10 @@ export class MediaCache {
 
   /**
    * Returns the entry for this input, creating it when new. A known key with a new URL (a rotated
-   * token) updates the URL and keeps every stored byte.
+   * token) updates the URL and keeps every stored byte. The id of a new entry is `options.id` (a
+   * verified stream URL's), else derived from the key with the cluster secret, else random.
    */
-  addEntry(input: EntryInput): { entry: EntryStatus; created: boolean } {
+  addEntry(input: EntryInput, options: { id?: string } = {}): { entry: EntryStatus; created: boolean } {
     const parsed = EntryInputSchema.safeParse(input);
     if (!parsed.success) {
       throw new MediaCacheError(ErrorCodes.INVALID_INPUT, parsed.error.issues.map((i) => i.message).join('; '));
@@ -156,10 +159,7 @@ export class MediaCache {
       if (valid.bitrate !== undefined && existing.bitrate !== valid.bitrate) this.repo.setEntryBitrate(existing.id, valid.bitrate);
       return { entry: this.statusOf(existing.id), created: false };
     }
-    // An id starting with '-' would read as an option on the command line (`mediacache status -x…`).
-    let id: string;
-    do id = randomBytes(16).toString('base64url');
-    while (id.startsWith('-'));
+    const id = options.id ?? this.ids?.idFor(cacheKey) ?? randomEntryId();
     const now = Date.now();
     this.repo.insertEntry({
       id,
@@ -176,6 +176,17 @@ export class MediaCache {
     });
     this.scheduler.emitState(id);
     return { entry: this.statusOf(id), created: true };
+  }
+
+  /** What the entry was registered with (its unredacted URL): what a signed stream URL carries. */
+  entryInput(id: string): EntryInput | undefined {
+    const row = this.repo.getEntry(id);
+    if (!row) return undefined;
+    const input: EntryInput = { url: row.originalUrl };
+    if (row.sourceId !== null && row.mediaId !== null) Object.assign(input, { sourceId: row.sourceId, mediaId: row.mediaId });
+    if (row.quality !== null) input.quality = row.quality;
+    if (row.bitrate !== null) input.bitrate = row.bitrate;
+    return input;
   }
 
   getEntry(id: string): EntryStatus | undefined {

@@ -146,6 +146,18 @@ program
       .argParser(hostList),
   )
   .addOption(
+    new Option(
+      '--cluster-secret <secret>',
+      'shared by every node of a cluster (16+ characters): ids from the cache key, signed stream URLs',
+    ).env('MEDIACACHE_CLUSTER_SECRET'),
+  )
+  .addOption(
+    new Option('--public-url <url>', "the balancer's address (e.g. http://media.lan:8080): stream URLs are handed out on it, signed").env(
+      'MEDIACACHE_PUBLIC_URL',
+    ),
+  )
+  .addOption(new Option('--node-name <name>', 'how this node names itself in /healthz (default hostname:port)').env('MEDIACACHE_NODE_NAME'))
+  .addOption(
     new Option('--allow-upstream <hosts>', 'only cache URLs on these hosts (comma-separated; also checked on every redirect)')
       .env('MEDIACACHE_ALLOW_UPSTREAM')
       .argParser(hostList),
@@ -202,6 +214,9 @@ interface ServeOptions {
   resetDb?: boolean;
   authToken?: string;
   publicHost?: string[];
+  clusterSecret?: string;
+  publicUrl?: string;
+  nodeName?: string;
   allowUpstream?: string[];
   allowLinkLocal?: boolean;
 }
@@ -228,6 +243,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     cleanupIntervalMs: opts.cleanupIntervalS * 1000,
     allowedUpstreamHosts: opts.allowUpstream,
     allowLinkLocalUpstreams: opts.allowLinkLocal === true,
+    clusterSecret: opts.clusterSecret,
   };
   const cache = await openCache(cacheOptions, opts.resetDb === true);
   cache.on('state-changed', ({ entryId, state }) => logger.info({ entryId, state }, 'entry state'));
@@ -244,6 +260,7 @@ async function serve(opts: ServeOptions): Promise<void> {
       logger,
       authToken: opts.authToken,
       publicHosts: opts.publicHost,
+      cluster: { publicUrl: opts.publicUrl, clusterSecret: opts.clusterSecret, nodeName: opts.nodeName },
     });
   } catch (err) {
     await cache.close();

@@ -3,12 +3,11 @@ import { InvalidArgumentError, type Command } from 'commander';
 import cliProgress from 'cli-progress';
 import type { EntryStatus, VerifyReport } from '../cache.js';
 import type { GcReport } from '../store/evictor.js';
-import type { StatTotals } from '../stats/stats.js';
-import type { DiskUsageSummary as DiskUsage } from '../store/evictor.js';
 import { ENTRY_ID } from '../server/api-routes.js';
 import { formatBytes, parseSize } from '../units.js';
 import { CliError, EXIT, api, entryPages, jsonOption, postJson, printJson, printJsonArray, serverOption } from './client.js';
 import { configOption } from './config.js';
+import { mergeEntries, serverList, sumStats, type NodeEntry, type NodeStats } from './merge.js';
 import { columnWidths, formatDuration, formatRows, percent, pinText, shortTime } from './format.js';
 
 const POLL_MS = 250;
@@ -27,7 +26,7 @@ export function registerManageCommands(program: Command): void {
     .command('ls')
     .description('list entries: id, state, size, cached %, pinned, last access, URL (credentials redacted)')
     .addOption(jsonOption())
-    .addOption(serverOption())
+    .addOption(serverOption().argParser(serverList))
     .addOption(configOption())
     .action(ls);
 
@@ -90,7 +89,7 @@ export function registerManageCommands(program: Command): void {
     .command('stats')
     .description('persisted totals (hits, misses, bytes from cache and upstream, evictions) and disk usage')
     .addOption(jsonOption())
-    .addOption(serverOption())
+    .addOption(serverOption().argParser(serverList))
     .addOption(configOption())
     .action(stats);
 }
@@ -100,8 +99,15 @@ interface ClientOpts {
   json?: boolean;
 }
 
+/** `--server URL[,URL…]`: a list once parsed (a config file or the default give one string). */
+type ServersOpts = Omit<ClientOpts, 'server'> & { server: string | string[] };
+const serversOf = (opts: ServersOpts): string[] => (Array.isArray(opts.server) ? opts.server : serverList(opts.server));
+
 /** Streams the table page by page: column widths come from the first page (later cells may push). */
-async function ls(opts: ClientOpts): Promise<void> {
+async function ls(many: ServersOpts): Promise<void> {
+  const servers = serversOf(many);
+  if (servers.length > 1) return lsNodes(servers, many.json === true);
+  const opts = { ...many, server: servers[0] ?? '' };
   if (opts.json) return printJsonArray(entryPages(opts.server));
   const header = ['ID', 'STATE', 'SIZE', 'CACHED', 'PINNED', 'LAST ACCESS', 'URL'];
   let widths: number[] | undefined;
@@ -186,13 +192,44 @@ async function gc(opts: ClientOpts): Promise<void> {
   );
 }
 
-async function stats(opts: ClientOpts): Promise<void> {
-  const { body } = await api(opts.server, '/api/stats');
-  const s = body as { totals: StatTotals; disk: DiskUsage; entries: number };
-  if (opts.json) return printJson(s);
+/** Several nodes: every node's entries, one line per id (the copy with the most bytes), with its node. */
+async function lsNodes(servers: string[], json: boolean): Promise<void> {
+  const lists: Array<{ node: string; entries: EntryStatus[] }> = [];
+  for (const node of servers) {
+    const entries: EntryStatus[] = [];
+    for await (const page of entryPages(node)) entries.push(...page);
+    lists.push({ node, entries });
+  }
+  const merged: NodeEntry[] = mergeEntries(lists);
+  if (json) return printJson(merged);
+  if (merged.length === 0) return void process.stdout.write('no entries\n');
+  const header = ['ID', 'STATE', 'SIZE', 'CACHED', 'PINNED', 'NODE', 'URL'];
+  const rows = merged.map((e) => [
+    e.id,
+    e.state,
+    e.totalBytes === null ? '?' : formatBytes(e.totalBytes),
+    percent(e),
+    pinText(e),
+    e.node,
+    e.url,
+  ]);
+  const widths = columnWidths([header, ...rows], [22, 12]);
+  process.stdout.write(formatRows([header, ...rows], widths));
+}
+
+async function stats(many: ServersOpts): Promise<void> {
+  const servers = serversOf(many);
+  const answers: NodeStats[] = [];
+  for (const server of servers) answers.push((await api(server, '/api/stats')).body as NodeStats);
+  const nodes = answers.map((a, i) => ({ server: servers[i] ?? '', ...a }));
+  const single = answers.length === 1 ? answers[0] : undefined;
+  const s: NodeStats = single ?? sumStats(answers);
+  // One node: its answer as it is; several: the sums, and each node's answer with its URL.
+  if (many.json) return printJson(single ?? { ...s, nodes });
   const t = s.totals;
   const reads = t.hits + t.misses;
   const lines = [
+    ...(nodes.length > 1 ? [`nodes:               ${nodes.length}`] : []),
     `entries:             ${s.entries}`,
     `hits:                ${t.hits}`,
     `misses:              ${t.misses}`,

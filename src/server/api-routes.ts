@@ -8,8 +8,8 @@ import { z } from 'zod';
 const BODY_LIMIT = 64 * 1024;
 const PinBody = z.object({ headBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional() }).strict();
 
-/** Entry ids are 22 base64url characters; anything else is refused before any lookup. */
-export const ENTRY_ID = /^[A-Za-z0-9_-]{22}$/;
+export { ENTRY_ID } from '../cluster/ids.js';
+import { ENTRY_ID } from '../cluster/ids.js';
 
 export type StreamUrlOf = (req: IncomingMessage, id: string) => string;
 

@@ -1,10 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { MediaCache } from '../cache.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
-import { ENTRY_ID, handleApi } from './api-routes.js';
+import { handleApi } from './api-routes.js';
+import { ENTRY_ID } from '../cluster/ids.js';
+import { clusterRouting, type ClusterServerOptions } from '../cluster/stream-registration.js';
 import { sendError, sendJson } from './respond.js';
 import { handleStream } from './stream-route.js';
 import { CacheMetrics } from './metrics.js';
@@ -29,6 +32,8 @@ export interface ServerOptions {
    * (`--public-host`): requests with any other Host get 421 (DNS rebinding).
    */
   publicHosts?: readonly string[];
+  /** Several nodes behind a balancer: `publicUrl`, `clusterSecret`, `nodeName` (see src/cluster/). */
+  cluster?: ClusterServerOptions;
 }
 
 /** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
@@ -72,16 +77,18 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
     );
   }
   let base = '';
+  let nodeName = '';
   const metrics = new CacheMetrics(cache);
   const wildcard = isWildcard(host);
-  const hosts = new HostGuard({ bindHost: host, publicHosts: options.publicHosts });
+  const cluster = clusterRouting(cache, options.cluster);
+  const hosts = new HostGuard({ bindHost: host, publicHosts: [...(options.publicHosts ?? []), ...cluster.hosts] });
   // Off loopback (a token is then required), players on the LAN may reach streams by any name
   // (mDNS, a router's DNS): stream ids are unguessable, and the API keeps its host check.
   const streamsAnyHost = !isLoopback(host);
   const streamUrlOf = (req: IncomingMessage | undefined, id: string): string => {
     // Bound to every interface, the address the client used is the one that reaches us.
     const origin = wildcard && req?.headers.host ? `http://${req.headers.host}` : base;
-    return `${origin}/stream/${id}`;
+    return cluster.streamUrl(id) ?? `${origin}/stream/${id}`;
   };
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -100,7 +107,9 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
       }
       const id = parts[1] ?? '';
       if (!ENTRY_ID.test(id)) throw new MediaCacheError(ErrorCodes.NOT_FOUND, 'no such stream');
-      return handleStream(cache, id, req, res, { onFirstByte: (s, seek) => metrics.observeFirstByte(s, seek) });
+      return handleStream(cache, cluster.admit(id, req.url ?? ''), req, res, {
+        onFirstByte: (s, seek) => metrics.observeFirstByte(s, seek),
+      });
     }
     if (authToken && (parts[0] === 'api' || path === '/metrics') && !tokenMatches(req.headers.authorization, authToken)) {
       res.setHeader('www-authenticate', 'Bearer');
@@ -120,7 +129,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
       );
     }
     if (parts[0] === 'api') return handleApi(cache, streamUrlOf, parts.slice(1), req, res);
-    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (path === '/healthz') return sendJson(res, 200, { status: 'ok', node: nodeName });
     if (path === '/metrics' && req.method === 'GET') {
       const { contentType, body } = await metrics.render();
       res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
@@ -131,6 +140,8 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
   };
 
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000 }, (req, res) => {
+    // Behind a balancer, every answer says which node gave it.
+    res.setHeader('x-mediacache-node', nodeName);
     route(req, res).catch((err: unknown) => {
       if (!(err instanceof MediaCacheError)) log?.error({ err, url: req.url }, 'request failed');
       sendError(res, err);
@@ -154,6 +165,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
   const { port } = server.address() as AddressInfo;
   const shownHost = host.includes(':') ? `[${host}]` : host;
   base = `http://${shownHost}:${port}`;
+  nodeName = options.cluster?.nodeName ?? `${hostname()}:${port}`;
   log?.info({ url: base }, 'listening');
 
   return {
