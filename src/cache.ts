@@ -18,7 +18,7 @@ import { ErrorCodes, MediaCacheError } from './errors.js';
 import { CoreEvents, type CacheEvents } from './events.js';
 import type { CoreSnapshot } from './inspect.js';
 import { versionFileName } from './model/geometry.js';
-import { entryStatus, type EntryStatus } from './status.js';
+import { entryStatus, entrySummary, type EntryStatus, type EntrySummary } from './status.js';
 import type { Evictor, CacheLimits, DiskUsageSummary, GcReport } from './store/evictor.js';
 import { CacheStats, type StatTotals } from './stats/stats.js';
 import { TransferMeter } from './stats/transfer-meter.js';
@@ -28,7 +28,7 @@ import { EntryIds, randomEntryId } from './cluster/ids.js';
 import { refusedUrl, upstreamPolicy, type UpstreamPolicy } from './policy/upstream-policy.js';
 
 export type { CacheEvents } from './events.js';
-export type { EntryStatus, PriorityName } from './status.js';
+export type { EntryStatus, EntrySummary, PriorityName } from './status.js';
 export type { CoreSnapshot } from './inspect.js';
 
 export { DEFAULTS, type CacheOptions, type VerifyReport } from './options.js';
@@ -199,9 +199,19 @@ export class MediaCache {
   }
 
   /** One page of entries in a stable order, filtered; `next` goes on where it stopped (null at the end). */
-  listPage(query: EntryPageQuery = {}): { entries: EntryStatus[]; next: string | null } {
-    const { facts, next } = entryPage(this.repo, query);
-    return { entries: facts.map((f) => this.statusFrom(f)), next };
+  async listPage(query: EntryPageQuery = {}): Promise<{ entries: EntrySummary[]; next: string | null }> {
+    const { facts, next } = await entryPage(this.repo, query);
+    const rates = (id: string): number => this.meter.rate(id);
+    return {
+      entries: facts.map((f) =>
+        entrySummary(
+          f,
+          this.scheduler.transfersOf(f.entry.id).map((t) => t.snapshot()),
+          rates(f.entry.id),
+        ),
+      ),
+      next,
+    };
   }
 
   /**
@@ -220,8 +230,7 @@ export class MediaCache {
       );
     }
     if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
-    this.scheduler.queue.enqueueMissing(entry, Priority.MEDIUM);
-    this.scheduler.pump();
+    this.scheduler.enqueueMissing(entry, Priority.MEDIUM);
     this.scheduler.emitState(id);
     return this.statusOf(id);
   }
@@ -297,7 +306,7 @@ export class MediaCache {
     }
     // All entries a page at a time: never one read of every row.
     for (let cursor: string | undefined, more = true; more;) {
-      const page = entryPage(this.repo, { limit: DEFAULT_PAGE, cursor });
+      const page = await entryPage(this.repo, { limit: DEFAULT_PAGE, cursor });
       for (const facts of page.facts) await scrub(facts.entry);
       cursor = page.next ?? undefined;
       more = page.next !== null;

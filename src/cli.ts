@@ -237,7 +237,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     lookaheadChunks: opts.lookaheadChunks,
     lookaheadSeconds: opts.lookaheadS,
     waitTimeoutMs: opts.waitTimeoutS * 1000,
-    backgroundFill: opts.backgroundFill,
+    backgroundFill: opts.backgroundFill === false ? ('never' as const) : opts.backgroundFill,
     maxSize: opts.maxSize,
     minFree: opts.minFree,
     cleanupIntervalMs: opts.cleanupIntervalS * 1000,

@@ -1,3 +1,4 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { CacheRepository, EntryCursor, EntryFacts } from './db/repository.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
 import { deriveState, EntryState } from './state/entry-state.js';
@@ -6,6 +7,8 @@ export const DEFAULT_PAGE = 500;
 export const MAX_PAGE = 5_000;
 /** With a state filter, at most this many entries are read per page asked for (then `next` says where to go on). */
 const SCAN_FACTOR = 10;
+/** Entries read per database call before the loop gets a turn (a few milliseconds each). */
+const SLICE = 100;
 
 export interface EntryPageQuery {
   limit?: number;
@@ -22,7 +25,7 @@ export interface EntryPageQuery {
  * Each page is one indexed range scan, so paging through 100,000 entries never holds the event
  * loop for long, and an entry added or removed between pages neither shifts nor repeats others.
  */
-export function entryPage(repo: CacheRepository, query: EntryPageQuery): { facts: EntryFacts[]; next: string | null } {
+export async function entryPage(repo: CacheRepository, query: EntryPageQuery): Promise<{ facts: EntryFacts[]; next: string | null }> {
   const limit = query.limit ?? DEFAULT_PAGE;
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE) {
     throw new MediaCacheError(ErrorCodes.INVALID_INPUT, `limit must be an integer from 1 to ${MAX_PAGE}`);
@@ -30,7 +33,9 @@ export function entryPage(repo: CacheRepository, query: EntryPageQuery): { facts
   let after = query.cursor === undefined ? null : decodeCursor(query.cursor);
   const facts: EntryFacts[] = [];
   for (let scanned = 0; ;) {
-    const batch = repo.entriesPage({ limit, after, pinned: query.pinned, q: query.q });
+    // A slice at a time, yielding between: a page of 5,000 never holds the event loop in one go.
+    const want = Math.min(SLICE, limit);
+    const batch = repo.entriesPage({ limit: want, after, pinned: query.pinned, q: query.q });
     for (const f of batch) {
       after = { createdAt: f.entry.createdAt, id: f.entry.id };
       if (query.state !== undefined && deriveState(f) !== query.state) continue;
@@ -38,9 +43,10 @@ export function entryPage(repo: CacheRepository, query: EntryPageQuery): { facts
       if (facts.length === limit) return { facts, next: encodeCursor(after) };
     }
     scanned += batch.length;
-    if (batch.length < limit) return { facts, next: null };
+    if (batch.length < want) return { facts, next: null };
     // A rare state: a page may come back short rather than read the whole index at once.
     if (scanned >= limit * SCAN_FACTOR && after) return { facts, next: encodeCursor(after) };
+    await yieldToLoop();
   }
 }
 

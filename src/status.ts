@@ -39,6 +39,9 @@ export interface EntryStatus {
   progress: { percent: number | null; bytesPerSecond: number; etaSeconds: number | null };
 }
 
+/** An entry as a list shows it: everything but its stored ranges (`GET /api/entries/<id>` has them). */
+export type EntrySummary = Omit<EntryStatus, 'chunks'>;
+
 /** Builds an EntryStatus from the entry's facts, stored ranges, transfers and recent rate. */
 export function entryStatus(
   facts: EntryFacts,
@@ -46,6 +49,11 @@ export function entryStatus(
   transfers: readonly TransferSnapshot[],
   bytesPerSecond: number,
 ): EntryStatus {
+  return { ...entrySummary(facts, transfers, bytesPerSecond), chunks: coalesceRanges(rows) };
+}
+
+/** The summary of an entry: one row of facts, no query per stored range (what pages of 500 are made of). */
+export function entrySummary(facts: EntryFacts, transfers: readonly TransferSnapshot[], bytesPerSecond: number): EntrySummary {
   const { entry } = facts;
   const total = entry.expectedTotalSize;
   const left = total === null ? null : Math.max(0, total - facts.storedBytes);
@@ -58,7 +66,6 @@ export function entryStatus(
     state: deriveState(facts),
     totalBytes: total,
     downloadedBytes: facts.storedBytes,
-    chunks: coalesceRanges(rows),
     pendingChunks: facts.pendingChunks,
     downloading: transfers.map((t) => ({
       chunkIndex: t.chunkIndex,

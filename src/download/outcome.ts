@@ -39,8 +39,8 @@ export function applyOutcome(
       repo.setQueueStatus(entryId, chunkIndex, 'queued');
       break;
     case 'cancelled':
-      // A reader may have asked for the chunk again while the cancel was under way.
-      if (demand.wants(entryId, chunkIndex)) repo.setQueueStatus(entryId, chunkIndex, 'queued');
+      // A reader, a pre-cache or background fill may have asked for the chunk again meanwhile.
+      if (demand.wants(entryId, chunkIndex) || t.wantedAgain) repo.setQueueStatus(entryId, chunkIndex, 'queued');
       else repo.dequeue(entryId, chunkIndex);
       break;
     case 'failed': {

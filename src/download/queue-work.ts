@@ -27,13 +27,13 @@ export class QueueWork {
   }
 
   /**
-   * A player read the entry like playback: under `played`, its missing chunks are queued at LOW
-   * now (once). True when it queued something.
+   * A player read the entry like playback: under `played` it is filled from now on. True the first
+   * time: the caller queues its missing chunks at LOW.
    */
   markPlayed(entry: EntryRow): boolean {
     if (this.fill !== 'played' || this.played.has(entry.id)) return false;
     this.played.add(entry.id);
-    return this.enqueueMissing(entry, Priority.LOW) > 0;
+    return true;
   }
 
   /** True while a pre-cache of the entry has MEDIUM rows queued. */

@@ -19,6 +19,7 @@ export interface DemandTarget {
   transfersOf(entryId: string): Transfer[];
   wholeBodyOf(entry: EntryRow): Transfer | undefined;
   raise(entry: EntryRow, index: number, priority: Priority): void;
+  enqueueMissing(entry: EntryRow, priority: Priority): number;
   pump(): void;
   report(err: unknown): void;
 }
@@ -39,7 +40,7 @@ export class ReaderDemand {
   /** A reader read the entry like playback: under `--background-fill played` its gaps are queued at LOW. */
   played(entry: EntryRow): void {
     try {
-      if (this.core.queue.markPlayed(entry)) this.core.pump();
+      if (this.core.queue.markPlayed(entry)) this.core.enqueueMissing(entry, Priority.LOW);
     } catch (err) {
       this.core.report(err); // background work only: the read goes on
     }

@@ -138,7 +138,19 @@ export class Scheduler implements TransferHost {
   /** Queues a chunk, or raises the priority of its queued or running download. */
   raise(entry: EntryRow, index: number, priority: Priority, now = Date.now()): void {
     this.repo.enqueue(entry.id, index, priority, now);
-    for (const running of this.transfersOfChunk(entry, index)) if (priority < running.priority) running.priority = priority;
+    for (const running of this.transfersOfChunk(entry, index)) {
+      if (priority < running.priority) running.priority = priority;
+      if (running.stopReason === 'cancelled') running.wantedAgain = true;
+    }
+  }
+
+  /** Queues every missing chunk of the entry at `priority` (a pre-cache, background fill); returns how many. */
+  enqueueMissing(entry: EntryRow, priority: Priority): number {
+    const n = this.queue.enqueueMissing(entry, priority);
+    // A chunk whose cancel is still settling is wanted again: its row must not be dropped then.
+    for (const t of this.transfersOf(entry.id)) if (t.stopReason === 'cancelled') t.wantedAgain = true;
+    this.pump();
+    return n;
   }
 
   /**
@@ -238,6 +250,7 @@ export class Scheduler implements TransferHost {
     const t = new Transfer(this, entry.id, entry.version, entry.filePath, index, priority, start, end);
     this.transfers.add(t);
     this.store.retain(entry.filePath);
+    this.store.prepare(entry.filePath); // the open overlaps the upstream's latency
     this.events.emit('download-started', { entryId: entry.id, chunkIndex: index, priority, start });
     this.done.set(
       t,

@@ -66,6 +66,8 @@ export class Transfer {
   received = 0;
   phase: 'receiving' | 'committing' = 'receiving';
   stopReason: StopReason | null = null;
+  /** Someone asked for this chunk again after it was cancelled (a pre-cache, a raise): its row stays queued. */
+  wantedAgain = false;
   /** Set while the upstream streams the whole body (it ignores Range): bytes [0, written) are in the file. */
   whole: { written: number; nextChunk: number } | undefined;
   private crc = 0;

@@ -27,8 +27,9 @@ export async function handleApi(
   if (parts.length === 1 && parts[0] === 'entries') {
     if (method === 'GET') {
       const params = new URL(req.url ?? '/', 'http://x').searchParams;
-      const page = cache.listPage(parsePageQuery(params));
-      return sendJson(res, 200, { entries: page.entries.map(withUrl), next: page.next });
+      const page = await cache.listPage(parsePageQuery(params));
+      const entries = page.entries.map((e) => ({ ...e, streamUrl: streamUrlOf(req, e.id) }));
+      return sendJson(res, 200, { entries, next: page.next });
     }
     if (method === 'POST') {
       const body = await readJson(req, BODY_LIMIT);
