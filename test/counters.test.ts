@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
+import { seedRuns } from './helpers/seeds.js';
 import { request } from 'undici';
 import type { MediaCache } from '../src/cache.js';
 import type { EntryTotals } from '../src/stats/entry-counters.js';
@@ -430,16 +431,8 @@ async function runSequence(config: Config, sizes: number[], initial: number[], o
   }
 }
 
-const envSeed = process.env.COUNTERS_SEED === undefined ? undefined : Number(process.env.COUNTERS_SEED);
-
 test('the maintained entry counters equal a full recount after random adds, downloads, evictions, rot, upstream changes, removals and restarts', async (t) => {
-  const runs: Array<{ seed: number; numRuns: number }> =
-    envSeed !== undefined
-      ? [{ seed: envSeed, numRuns: Number(process.env.COUNTERS_RUNS ?? 20) }]
-      : [
-          { seed: 20260113, numRuns: 20 }, // fixed: the same sequences every time
-          { seed: (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0, numRuns: 20 },
-        ];
+  const runs = seedRuns('COUNTERS', 20260113, 20);
   for (const { seed, numRuns } of runs) {
     t.diagnostic(`counters seed ${seed} (replay: COUNTERS_SEED=${seed} node --import tsx --test test/counters.test.ts)`);
     await fc.assert(

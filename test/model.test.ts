@@ -29,6 +29,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
+import { seedRuns } from './helpers/seeds.js';
 import { Agent, request } from 'undici';
 import type { MediaCache } from '../src/cache.js';
 import { makeData, startUpstream, type Upstream } from './helpers/upstream.js';
@@ -702,13 +703,7 @@ test(
   { timeout: 240_000 },
   async (t) => {
     const before = totalSteps;
-    const runs: Array<{ seed: number; numRuns: number }> =
-      envSeed !== undefined
-        ? [{ seed: envSeed, numRuns: Number(process.env.MODEL_RUNS ?? 10) }]
-        : [
-            { seed: 20240917, numRuns: 30 }, // fixed: the same sequences every time
-            { seed: (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0, numRuns: 30 },
-          ];
+    const runs = seedRuns('MODEL', 20240917, 30);
     for (const { seed, numRuns } of runs) {
       t.diagnostic(`model seed ${seed} (replay: MODEL_SEED=${seed} node --import tsx --test test/model.test.ts)`);
       console.log(`model seed ${seed}`);
