@@ -56,7 +56,6 @@ const PUMP_RETRY_MS = 500;
 
 export class Scheduler implements TransferHost {
   private readonly transfers = new TransferRegistry();
-  private readonly done = new Map<Transfer, Promise<void>>();
   private readonly progressAt = new Map<Transfer, number>();
   /** Entries whose upstream ignores Range, mid-way through the one download of the whole body. */
   private readonly wholeBodies = new Map<string, Transfer>();
@@ -119,16 +118,12 @@ export class Scheduler implements TransferHost {
   }
 
   /** Resolves once no transfer of the entry runs (new ones may start afterwards). */
-  async whenIdle(entryId: string): Promise<void> {
-    for (let running = this.transfersOf(entryId); running.length > 0; running = this.transfersOf(entryId)) {
-      await Promise.all(running.map((t) => this.done.get(t)));
-    }
+  whenIdle(entryId: string): Promise<void> {
+    return this.transfers.whenIdle(entryId);
   }
 
   get slotsUsed(): number {
-    let n = 0;
-    for (const t of this.transfers.all()) if (t.takesSlot) n++;
-    return n;
+    return this.transfers.takingSlots().length;
   }
 
   snapshot(): TransferSnapshot[] {
@@ -198,7 +193,7 @@ export class Scheduler implements TransferHost {
     for (;;) {
       const next = this.repo.nextQueued();
       if (!next) return;
-      const running = [...this.transfers.all()].filter((t) => t.takesSlot);
+      const running = this.transfers.takingSlots();
       if (running.length >= this.options.maxConcurrentDownloads) {
         const victim = pickVictim(running, next.priority);
         if (!victim) return;
@@ -252,7 +247,7 @@ export class Scheduler implements TransferHost {
     this.store.retain(entry.filePath);
     this.store.prepare(entry.filePath); // the open overlaps the upstream's latency
     this.events.emit('download-started', { entryId: entry.id, chunkIndex: index, priority, start });
-    this.done.set(
+    this.transfers.track(
       t,
       t.run().then((result) => this.settle(t, result)),
     );
@@ -260,14 +255,13 @@ export class Scheduler implements TransferHost {
 
   /** Starts the second half of a split at a seek now (pre-empting if every slot is busy). */
   launchSplit(entry: EntryRow, index: number, start: number, end: number): void {
-    const running = [...this.transfers.all()].filter((x) => x.takesSlot);
+    const running = this.transfers.takingSlots();
     if (running.length >= this.options.maxConcurrentDownloads) pickVictim(running, Priority.CRITICAL)?.stop('preempted');
     this.launch(entry, index, Priority.CRITICAL, start, end);
   }
 
   private settle(t: Transfer, result: TransferResult): void {
     this.transfers.remove(t);
-    this.done.delete(t);
     this.progressAt.delete(t);
     const wasWhole = this.wholeBodies.get(t.entryId) === t;
     if (wasWhole) this.wholeBodies.delete(t.entryId);
@@ -358,7 +352,7 @@ export class Scheduler implements TransferHost {
     try {
       for (let running = this.transfersOf(entryId); running.length > 0; running = this.transfersOf(entryId)) {
         for (const t of running) t.stop('invalidated');
-        await Promise.all(running.map((t) => this.done.get(t)));
+        await this.transfers.whenSettled(running);
       }
     } finally {
       this.forgetting.delete(entryId);
@@ -374,7 +368,7 @@ export class Scheduler implements TransferHost {
     this.repo.dequeueAtOrBelow(entryId, Priority.MEDIUM);
     const running = this.transfersOf(entryId).filter((t) => t.priority >= Priority.MEDIUM && !this.demand.wants(entryId, t.chunkIndex));
     for (const t of running) t.stop('cancelled');
-    await Promise.all(running.map((t) => this.done.get(t)));
+    await this.transfers.whenSettled(running);
     this.emitState(entryId);
   }
 
@@ -388,7 +382,7 @@ export class Scheduler implements TransferHost {
     clearTimeout(this.retryTimer);
     const running = [...this.transfers.all()];
     for (const t of running) t.stop('shutdown');
-    await Promise.all(running.map((t) => this.done.get(t)));
+    await this.transfers.whenSettled(running);
     this.wakeups.notifyAll();
   }
 
