@@ -13,7 +13,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { seedRuns } from './helpers/seeds.js';
@@ -23,6 +23,7 @@ import type { EntryTotals } from '../src/stats/entry-counters.js';
 import { CacheMetrics } from '../src/server/metrics.js';
 import { fetchBytes, getJson, startProxy, tempDir, waitUntil, type Proxy } from './helpers/harness.js';
 import { makeData, startUpstream, type Upstream } from './helpers/upstream.js';
+import { flipByte } from './helpers/seams.js';
 
 const CHUNK = 16 * 1024;
 const BIG = 1024 * 1024 * 1024;
@@ -310,14 +311,7 @@ class World {
         if (!id || !snap || !row) return 'rot: nothing stored';
         // Bit rot: one byte flipped, size and mtime as they were.
         const at = row.start + (op.offset % (row.end - row.start + 1));
-        const before = statSync(snap.filePath);
-        const fd = openSync(snap.filePath, 'r+');
-        const one = Buffer.alloc(1);
-        readSync(fd, one, 0, 1, at);
-        one[0] = (one[0] ?? 0) ^ 0xff;
-        writeSync(fd, one, 0, 1, at);
-        closeSync(fd);
-        utimesSync(snap.filePath, before.atime, before.mtime);
+        flipByte(snap.filePath, at);
         const report = await this.cache.verify(id);
         return `rot ${id} at ${at}; verify: ${report.damaged.length} damaged`;
       }

@@ -1,11 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, readdirSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { MediaCache } from '../src/cache.js';
 import { planEviction } from '../src/store/eviction-plan.js';
 import type { EntryRow } from '../src/db/repository.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
+import { flipByte } from './helpers/seams.js';
 import { fetchBytes, getRange, nextEvent, startProxy, waitUntil, type Proxy } from './helpers/harness.js';
 
 const CHUNK = 64 * 1024;
@@ -62,15 +63,7 @@ describe('eviction', () => {
 
   /** Silent bit rot in the chunk at `start` (size and mtime kept), found and dropped by verify. */
   async function rotChunk(id: string, start: number): Promise<void> {
-    const file = proxy.cache.inspect(id).entry?.filePath ?? '';
-    const before = statSync(file);
-    const fd = openSync(file, 'r+');
-    const one = Buffer.alloc(1);
-    readSync(fd, one, 0, 1, start + 5);
-    one[0] = (one[0] ?? 0) ^ 0xff;
-    writeSync(fd, one, 0, 1, start + 5);
-    closeSync(fd);
-    utimesSync(file, before.atime, before.mtime);
+    flipByte(proxy.cache.inspect(id).entry?.filePath ?? '', start + 5);
     const report = await proxy.cache.verify(id);
     assert.deepEqual(report.damaged, [{ id, start, end: start + CHUNK - 1 }]);
   }

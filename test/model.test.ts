@@ -24,7 +24,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
@@ -33,6 +33,7 @@ import { seedRuns } from './helpers/seeds.js';
 import { Agent, request } from 'undici';
 import type { MediaCache } from '../src/cache.js';
 import { makeData, startUpstream, type Upstream } from './helpers/upstream.js';
+import { flipByte } from './helpers/seams.js';
 import { startProxy, tempDir, type Proxy } from './helpers/harness.js';
 
 const CHUNK = 16 * 1024;
@@ -519,14 +520,7 @@ class World {
     let flipped = -1;
     if (snap && row) {
       flipped = row.start + (offsetPick % (row.end - row.start + 1));
-      const before = statSync(snap.filePath);
-      const fd = openSync(snap.filePath, 'r+');
-      const one = Buffer.alloc(1);
-      readSync(fd, one, 0, 1, flipped);
-      one[0] = (one[0] ?? 0) ^ 0xff;
-      writeSync(fd, one, 0, 1, flipped);
-      closeSync(fd);
-      utimesSync(snap.filePath, before.atime, before.mtime); // silent: size and mtime unchanged
+      flipByte(snap.filePath, flipped); // silent: size and mtime unchanged
     }
     const report = await this.cache.verify(e.id);
     this.note(`rot e${entryIndex} at ${flipped}; verify damaged ${JSON.stringify(report.damaged)}`);

@@ -10,7 +10,7 @@
  *   ...                                    // do what must happen while it waits
  *   gate.release();                        // it goes on
  */
-import { readlinkSync } from 'node:fs';
+import { closeSync, openSync, readSync, readlinkSync, statSync, utimesSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { ChunkStore } from '../../src/store/chunk-store.js';
 
@@ -164,4 +164,19 @@ function pathOfHandle(store: ChunkStore, fh: FileHandle): string {
   } catch {
     return '';
   }
+}
+
+/** Silent bit rot: flips the byte at `position` of `file`, leaving its size and mtime as they were. */
+export function flipByte(file: string, position: number): void {
+  const before = statSync(file);
+  const fd = openSync(file, 'r+');
+  try {
+    const one = Buffer.alloc(1);
+    readSync(fd, one, 0, 1, position);
+    one[0] = (one[0] ?? 0) ^ 0xff;
+    writeSync(fd, one, 0, 1, position);
+  } finally {
+    closeSync(fd);
+  }
+  utimesSync(file, before.atime, before.mtime);
 }
