@@ -14,6 +14,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { seedRuns } from './helpers/seeds.js';
@@ -55,6 +57,27 @@ function recount(cache: MediaCache): Omit<EntryTotals, 'complete'> {
     storedBytes += e.downloadedBytes;
   }
   return { entries: entries.length, byState, storedBytes };
+}
+
+/**
+ * The per-entry columns kept by triggers (migration 6) against sums over the rows themselves:
+ * the entries whose columns disagree (none, or the triggers missed a statement).
+ */
+function columnDrift(dataDir: string): unknown[] {
+  const db = new Database(path.join(dataDir, 'cache.db'), { readonly: true });
+  try {
+    return db
+      .prepare(
+        `SELECT * FROM (SELECT id, stored_bytes, chunk_rows, pending_chunks,
+           COALESCE((SELECT SUM(end_byte - start_byte + 1) FROM cache_chunks c WHERE c.cache_entry_id = e.id), 0) AS bytes,
+           (SELECT COUNT(*) FROM cache_chunks c WHERE c.cache_entry_id = e.id) AS rows,
+           (SELECT COUNT(*) FROM cache_download_queue q WHERE q.cache_entry_id = e.id) AS queued
+         FROM cache_entries e) WHERE stored_bytes != bytes OR chunk_rows != rows OR pending_chunks != queued`,
+      )
+      .all();
+  } finally {
+    db.close();
+  }
 }
 
 /** A read through the proxy; a response cut short (the upstream file changed under it) is an outcome too. */
@@ -234,6 +257,7 @@ class World {
       assert.equal(totals.complete, true);
       const want = recount(this.cache);
       assert.deepEqual(maintained(this.cache), want, `after ${step}, the maintained counters equal a recount\n${this.log.join('\n')}`);
+      assert.deepEqual(columnDrift(this.dataDir), [], `after ${step}, each entry's stored bytes and row counts equal its rows`);
       const text = (await fetchBytes(`${this.proxy.server.url}/metrics`)).body.toString();
       if (this.started !== startedBefore || this.cache.inspect().transfers.length > 0) {
         assert.ok(attempt < 5, 'downloads stay quiet long enough to scrape');

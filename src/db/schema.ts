@@ -78,4 +78,42 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX cache_entries_created ON cache_entries (created_at, id);
   CREATE INDEX cache_entries_lru ON cache_entries (last_accessed, created_at, id);
   `,
+  // 6: an entry's stored bytes, chunk rows and queued chunks, kept by triggers in the same
+  // transaction as the rows they count: a page of 500 entries reads 500 rows instead of summing
+  // 5,000 chunk rows (issue 13: 7 ms -> 3 ms a page at 100,000 entries). The tables stay the
+  // truth; the columns cannot drift because no statement can change a row without its trigger.
+  `
+  ALTER TABLE cache_entries ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE cache_entries ADD COLUMN chunk_rows INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE cache_entries ADD COLUMN pending_chunks INTEGER NOT NULL DEFAULT 0;
+  UPDATE cache_entries SET
+    stored_bytes = COALESCE((SELECT SUM(end_byte - start_byte + 1) FROM cache_chunks c WHERE c.cache_entry_id = cache_entries.id), 0),
+    chunk_rows = (SELECT COUNT(*) FROM cache_chunks c WHERE c.cache_entry_id = cache_entries.id),
+    pending_chunks = (SELECT COUNT(*) FROM cache_download_queue q WHERE q.cache_entry_id = cache_entries.id);
+
+  CREATE TRIGGER cache_chunks_added AFTER INSERT ON cache_chunks BEGIN
+    UPDATE cache_entries SET stored_bytes = stored_bytes + (NEW.end_byte - NEW.start_byte + 1), chunk_rows = chunk_rows + 1
+      WHERE id = NEW.cache_entry_id;
+  END;
+  CREATE TRIGGER cache_chunks_removed AFTER DELETE ON cache_chunks BEGIN
+    UPDATE cache_entries SET stored_bytes = stored_bytes - (OLD.end_byte - OLD.start_byte + 1), chunk_rows = chunk_rows - 1
+      WHERE id = OLD.cache_entry_id;
+  END;
+  CREATE TRIGGER cache_chunks_changed AFTER UPDATE OF cache_entry_id, start_byte, end_byte ON cache_chunks BEGIN
+    UPDATE cache_entries SET stored_bytes = stored_bytes - (OLD.end_byte - OLD.start_byte + 1), chunk_rows = chunk_rows - 1
+      WHERE id = OLD.cache_entry_id;
+    UPDATE cache_entries SET stored_bytes = stored_bytes + (NEW.end_byte - NEW.start_byte + 1), chunk_rows = chunk_rows + 1
+      WHERE id = NEW.cache_entry_id;
+  END;
+  CREATE TRIGGER cache_queue_added AFTER INSERT ON cache_download_queue BEGIN
+    UPDATE cache_entries SET pending_chunks = pending_chunks + 1 WHERE id = NEW.cache_entry_id;
+  END;
+  CREATE TRIGGER cache_queue_removed AFTER DELETE ON cache_download_queue BEGIN
+    UPDATE cache_entries SET pending_chunks = pending_chunks - 1 WHERE id = OLD.cache_entry_id;
+  END;
+  CREATE TRIGGER cache_queue_moved AFTER UPDATE OF cache_entry_id ON cache_download_queue BEGIN
+    UPDATE cache_entries SET pending_chunks = pending_chunks - 1 WHERE id = OLD.cache_entry_id;
+    UPDATE cache_entries SET pending_chunks = pending_chunks + 1 WHERE id = NEW.cache_entry_id;
+  END;
+  `,
 ];

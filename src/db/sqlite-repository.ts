@@ -102,12 +102,8 @@ const toQueue = (r: QueueDbRow): QueueRow => ({
 });
 
 const CHUNK_COLUMNS = 'start_byte AS start, end_byte AS end, checksum, downloaded_at AS downloadedAt';
-const FACTS_SELECT = `
-  SELECT e.*,
-    COALESCE((SELECT SUM(end_byte - start_byte + 1) FROM cache_chunks c WHERE c.cache_entry_id = e.id), 0) AS stored_bytes,
-    (SELECT COUNT(*) FROM cache_chunks c WHERE c.cache_entry_id = e.id) AS chunk_rows,
-    (SELECT COUNT(*) FROM cache_download_queue q WHERE q.cache_entry_id = e.id) AS pending_chunks
-  FROM cache_entries e`;
+// stored_bytes, chunk_rows and pending_chunks are kept by triggers (migration 6): one row per entry.
+const FACTS_SELECT = 'SELECT e.* FROM cache_entries e';
 
 /** Milliseconds a statement may wait for another connection's lock (on the main thread). */
 export const DEFAULT_BUSY_TIMEOUT_MS = 10;
@@ -177,10 +173,13 @@ export class SqliteRepository implements CacheRepository {
         WHERE cache_entry_id = ? AND start_byte <= ? AND end_byte >= ? ORDER BY start_byte`),
       listChunks: db.prepare<[string], ChunkRow>(`SELECT ${CHUNK_COLUMNS} FROM cache_chunks
         WHERE cache_entry_id = ? ORDER BY start_byte`),
-      insertChunk: db.prepare(`INSERT OR REPLACE INTO cache_chunks
-        (cache_entry_id, start_byte, end_byte, checksum, downloaded_at, version) VALUES (?, ?, ?, ?, ?, ?)`),
-      storedBytes: db.prepare<[string], { total: number }>(`SELECT COALESCE(SUM(end_byte - start_byte + 1), 0) AS total
-        FROM cache_chunks WHERE cache_entry_id = ?`),
+      // An upsert, not INSERT OR REPLACE: REPLACE's implicit delete would skip the delete trigger
+      // that keeps cache_entries.stored_bytes (migration 6).
+      insertChunk: db.prepare(`INSERT INTO cache_chunks
+        (cache_entry_id, start_byte, end_byte, checksum, downloaded_at, version) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (cache_entry_id, start_byte) DO UPDATE SET end_byte = excluded.end_byte,
+          checksum = excluded.checksum, downloaded_at = excluded.downloaded_at, version = excluded.version`),
+      storedBytes: db.prepare<[string], { total: number }>('SELECT stored_bytes AS total FROM cache_entries WHERE id = ?'),
       markComplete: db.prepare('UPDATE cache_entries SET is_complete = 1 WHERE id = ?'),
       deleteChunks: db.prepare('DELETE FROM cache_chunks WHERE cache_entry_id = ?'),
       bumpVersion: db.prepare(`UPDATE cache_entries SET is_complete = 0, expected_total_size = NULL,
@@ -203,11 +202,11 @@ export class SqliteRepository implements CacheRepository {
       requeueDownloading: db.prepare(`UPDATE cache_download_queue SET status = 'queued' WHERE status = 'downloading'`),
       setPin: db.prepare('UPDATE cache_entries SET pinned = ?, pin_head_bytes = ? WHERE id = ?'),
       byLastAccess: db.prepare<[], FactsDbRow>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`),
-      byLastAccessPage: db.prepare<[number, number, number, number, string, number], FactsDbRow>(`${FACTS_SELECT}
-        WHERE (e.last_accessed > ? OR (e.last_accessed = ? AND (e.created_at > ? OR (e.created_at = ? AND e.id > ?))))
+      byLastAccessPage: db.prepare<[number, number, string, number], FactsDbRow>(`${FACTS_SELECT}
+        WHERE (e.last_accessed, e.created_at, e.id) > (?, ?, ?)
         ORDER BY e.last_accessed, e.created_at, e.id LIMIT ?`),
       page: db.prepare<{ c: number; i: string; pinned: number | null; q: string | null; limit: number }, FactsDbRow>(`${FACTS_SELECT}
-        WHERE (e.created_at > @c OR (e.created_at = @c AND e.id > @i))
+        WHERE (e.created_at, e.id) > (@c, @i)
           AND (@pinned IS NULL OR e.pinned = @pinned)
           AND (@q IS NULL OR instr(fold(e.original_url), @q) > 0 OR instr(fold(coalesce(e.source_id, '') || ' ' ||
                coalesce(e.media_id, '') || ' ' || coalesce(e.quality, '')), @q) > 0)
@@ -358,7 +357,7 @@ export class SqliteRepository implements CacheRepository {
   }
   entriesByLastAccessPage(after: LastAccessCursor | null, limit: number): EntryFacts[] {
     const a = after ?? { lastAccessed: -1, createdAt: -1, id: '' };
-    return this.stmts.byLastAccessPage.all(a.lastAccessed, a.lastAccessed, a.createdAt, a.createdAt, a.id, limit).map(toFacts);
+    return this.stmts.byLastAccessPage.all(a.lastAccessed, a.createdAt, a.id, limit).map(toFacts);
   }
   entriesByLastAccess(): EntryFacts[] {
     return this.stmts.byLastAccess.all().map(toFacts);
