@@ -34,6 +34,8 @@ import {
 
 const MiB = 1024 * 1024;
 const PLAYERS = 5;
+/** The pager asks for the next page of `GET /api/entries` this often (row 11 and 12's load). */
+const PAGE_EVERY_MS = 100;
 /** Chunk size of the generated entries. */
 const GEN_CHUNK = MiB;
 /** Chunks of a generated entry (its last one short): complete entries have this many rows. */
@@ -90,6 +92,9 @@ interface Round {
   walks: number;
   walkMs: number[];
   walkErrors: string[];
+  /** `mediacache_event_loop_lag_seconds` buckets at the round's first and last scrape. */
+  lagFrom: Map<string, number>;
+  lagTo: Map<string, number>;
 }
 
 const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
@@ -319,6 +324,14 @@ async function player(url: string, deadline: number): Promise<{ bytes: number; r
 let hasCurlCached = false;
 
 const LOOP_RE = /^mediacache_event_loop_delay_seconds\{quantile="([^"]+)"\} (\S+)$/gm;
+const LAG_RE = /^mediacache_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$/gm;
+
+/** The cumulative lag histogram's buckets (`le` → samples at or under it) from one scrape. */
+function lagBuckets(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(LAG_RE)) out.set(m[1] ?? '', Number(m[2]));
+  return out;
+}
 
 /**
  * One round: 5 players read their cached files at full speed while a client scrapes `/metrics`
@@ -336,12 +349,17 @@ async function loadRound(side: Side, proxy: ProxyChild, roundMs: number): Promis
     walks: 0,
     walkMs: [],
     walkErrors: [],
+    lagFrom: new Map(),
+    lagTo: new Map(),
   };
   const t0 = performance.now();
   const deadline = t0 + roundMs;
   const scraper = async (): Promise<void> => {
     for (let k = 0; performance.now() < deadline; k++) {
       const r = await get(`${proxy.url}/metrics`);
+      const buckets = lagBuckets(r.body);
+      if (k === 0) round.lagFrom = buckets;
+      round.lagTo = buckets;
       const q: Record<string, number> = {};
       for (const m of r.body.matchAll(LOOP_RE)) q[m[1] ?? ''] = Number(m[2]);
       // A window without samples (a scrape under 10 ms after the previous one) reads 0: skipped.
@@ -353,10 +371,12 @@ async function loadRound(side: Side, proxy: ProxyChild, roundMs: number): Promis
       await sleep(Math.max(0, t0 + (k + 1) * 100 - performance.now()));
     }
   };
-  // A walk cut by the end of a round goes on in the side's next round; its time counts only rounds.
+  // One page every PAGE_EVERY_MS on both sides (the same requests; only their size differs): 5,000
+  // entries a second, a dashboard or `ls` walking the index. A walk cut by the end of a round goes
+  // on in the side's next round; its time counts only rounds.
   const pager = async (): Promise<void> => {
     const walk = side.walk;
-    while (performance.now() < deadline) {
+    for (let k = 0; performance.now() < deadline; k++) {
       const p0 = performance.now();
       const r = await get(`${proxy.url}/api/entries${walk.cursor ? `?cursor=${encodeURIComponent(walk.cursor)}` : ''}`);
       if (r.status !== 200) throw new Error(`${side.label} /api/entries: ${r.status}`);
@@ -365,18 +385,13 @@ async function loadRound(side: Side, proxy: ProxyChild, roundMs: number): Promis
       const page = JSON.parse(r.body) as { entries: Array<{ id: string }>; next: string | null };
       for (const e of page.entries) walk.seen.add(e.id);
       walk.cursor = page.next;
-      if (walk.cursor !== null) continue;
-      round.walks++;
-      round.walkMs.push(walk.ms);
-      if (walk.seen.size !== side.entries) round.walkErrors.push(`walk saw ${walk.seen.size} of ${side.entries} entries`);
-      const startedAt = walk.startedAt;
-      Object.assign(walk, { seen: new Set<string>(), ms: 0, startedAt: performance.now() });
-      // A new walk at most once a second (the 10-entry side would otherwise ask in a tight loop).
-      const wait = Math.min(deadline, startedAt + 1000) - performance.now();
-      if (wait > 0) {
-        await sleep(wait);
-        walk.startedAt = performance.now();
+      if (walk.cursor === null) {
+        round.walks++;
+        round.walkMs.push(walk.ms);
+        if (walk.seen.size !== side.entries) round.walkErrors.push(`walk saw ${walk.seen.size} of ${side.entries} entries`);
+        Object.assign(walk, { seen: new Set<string>(), ms: 0, startedAt: performance.now() });
       }
+      await sleep(Math.max(0, t0 + (k + 1) * PAGE_EVERY_MS - performance.now()));
     }
   };
   const players = side.streamUrls.map((u) => player(u, deadline));
@@ -390,6 +405,22 @@ async function loadRound(side: Side, proxy: ProxyChild, roundMs: number): Promis
 }
 
 // ---- rows ---------------------------------------------------------------------------------------
+
+/**
+ * The lag histogram's growth over the rounds (last scrape minus first, summed): how many samples,
+ * the share over 10 ms, and the smallest bucket bound holding 99 % of them (p99 ≤ that bound).
+ */
+function lagOver(rounds: Round[]): { buckets: Map<string, number>; samples: number; over10: number; p99Bound: number } {
+  const buckets = new Map<string, number>();
+  for (const r of rounds) {
+    for (const [le, n] of r.lagTo) buckets.set(le, (buckets.get(le) ?? 0) + n - (r.lagFrom.get(le) ?? 0));
+  }
+  const samples = buckets.get('+Inf') ?? 0;
+  const at10 = buckets.get('0.01') ?? 0;
+  const bounds = [...buckets.entries()].filter(([le]) => le !== '+Inf').sort((a, b) => Number(a[0]) - Number(b[0]));
+  const p99Bound = Number(bounds.find(([, n]) => samples > 0 && n / samples >= 0.99)?.[0] ?? Infinity);
+  return { buckets, samples, over10: samples ? (samples - at10) / samples : 1, p99Bound };
+}
 
 function sum(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0);
@@ -417,8 +448,7 @@ function rowsOf(small: Side, big: Side, want: (n: number) => boolean, { playSize
   const loop = (s: Side) => {
     const p99 = s.rounds.flatMap((r) => r.loopP99);
     const max = s.rounds.flatMap((r) => r.loopMax);
-    const worstP99 = Math.max(...p99);
-    return { p99, max, worstP99, worstMax: Math.max(...max), medianP99: median(p99) };
+    return { ...lagOver(s.rounds), worstWindowP99: Math.max(...p99), worstMax: Math.max(...max), medianWindowP99: median(p99) };
   };
   const [bl, sl] = [loop(big), loop(small)];
   const pages = big.rounds.flatMap((r) => r.pageMs).sort((a, b) => a - b);
@@ -426,27 +456,28 @@ function rowsOf(small: Side, big: Side, want: (n: number) => boolean, { playSize
   const walkErrors = big.rounds.flatMap((r) => r.walkErrors).concat(small.rounds.flatMap((r) => r.walkErrors));
   const rounds = big.rounds.length;
   const roundS = rounds ? big.rounds[0]?.seconds.toFixed(0) : '0';
-  const load = `5 players streaming cached files at full speed, \`/metrics\` every 100 ms, paging through all entries; ${rounds} rounds of ${roundS} s alternating with the 10-entry proxy`;
+  const load = `5 players streaming cached files at full speed, \`/metrics\` every 100 ms, paging through all entries (a page of 500 every ${PAGE_EVERY_MS} ms); ${rounds} rounds of ${roundS} s alternating with the 10-entry proxy`;
   if (want(11)) {
-    // The metric reports how late its 10 ms sampling timer fired (src/stats/loop-delay.ts).
     const d = (x: number): number => x * 1000;
+    const pct = (x: number): string => `${(x * 100).toFixed(2)} %`;
     out.push({
       id: 11,
-      scenario: `Event-loop delay at ${at} (${load}): worst p99 of the proxy's own \`mediacache_event_loop_delay_seconds\` over ${bl.p99.length} scrapes`,
-      proxy: `worst p99 ${ms(d(bl.worstP99))}, median p99 ${ms(d(bl.medianP99))}, max ${ms(d(bl.worstMax))}; ${walks} full walks, page p50 ${ms(percentile(pages, 50))} p99 ${ms(percentile(pages, 99))}`,
-      baseline: `10 entries: worst p99 ${ms(d(sl.worstP99))}, max ${ms(d(sl.worstMax))}`,
-      diff: `+${(d(bl.worstP99) - d(sl.worstP99)).toFixed(1)} ms`,
+      scenario: `Event-loop delay at ${at} (${load}): p99 of all ${bl.samples} samples of the proxy's 10 ms sampler under load (\`mediacache_event_loop_lag_seconds\` bucket deltas); per-scrape windows (~10 samples each) beside it`,
+      proxy: `p99 ≤ ${ms(d(bl.p99Bound))} (${pct(bl.over10)} of samples over 10 ms); windows: median p99 ${ms(d(bl.medianWindowP99))}, worst ${ms(d(bl.worstWindowP99))}, max ${ms(d(bl.worstMax))}; ${walks} full walks, page p50 ${ms(percentile(pages, 50))} p99 ${ms(percentile(pages, 99))}`,
+      baseline: `10 entries: p99 ≤ ${ms(d(sl.p99Bound))} (${pct(sl.over10)} over 10 ms), worst window ${ms(d(sl.worstWindowP99))}`,
+      diff: `${pct(bl.over10 - sl.over10)} over 10 ms`,
       target: 'p99 ≤ 10 ms',
-      pass: walkErrors.length === 0 && walks > 0 && d(bl.worstP99) <= 10,
+      pass: walkErrors.length === 0 && walks > 0 && bl.samples > 0 && bl.over10 <= 0.01,
       data: {
         big: {
-          p99: bl.p99,
-          max: bl.max,
+          lag: Object.fromEntries(bl.buckets),
+          windowP99: big.rounds.flatMap((r) => r.loopP99),
+          windowMax: big.rounds.flatMap((r) => r.loopMax),
           walks,
           walkMs: big.rounds.flatMap((r) => r.walkMs),
           pageMs: { p50: percentile(pages, 50), p99: percentile(pages, 99), max: pages.at(-1) },
         },
-        small: { p99: sl.p99, max: sl.max },
+        small: { lag: Object.fromEntries(sl.buckets), windowP99: small.rounds.flatMap((r) => r.loopP99) },
         walkErrors,
         scrapeMs: big.rounds.flatMap((r) => r.scrapeMs),
       },

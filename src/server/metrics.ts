@@ -12,11 +12,19 @@ import { LoopDelay } from '../stats/loop-delay.js';
 export class CacheMetrics {
   readonly registry = new Registry();
   private readonly firstByte: Histogram<'kind'>;
-  private readonly loopDelay = new LoopDelay();
+  private readonly loopDelay: LoopDelay;
 
   constructor(cache: MediaCache) {
     const registers = [this.registry];
-    const loopDelay = this.loopDelay;
+    // Cumulative, never reset: Prometheus' histogram_quantile() (or a bench taking bucket deltas)
+    // gives the p99 over any interval; the per-scrape window below holds only ~10 samples per second.
+    const lag = new Histogram({
+      name: 'mediacache_event_loop_lag_seconds',
+      help: 'Every event-loop delay sample since start (one each 10 ms): how long a stream or request waited for the loop.',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
+    const loopDelay = (this.loopDelay = new LoopDelay((s) => lag.observe(s)));
     this.firstByte = new Histogram({
       name: 'mediacache_first_byte_seconds',
       help: 'Time from a stream request to its first body byte, by whether it started at byte 0 (play) or elsewhere (seek).',

@@ -13,12 +13,14 @@ export class LoopDelay {
   private readonly timer: NodeJS.Timeout;
   private last = performance.now();
 
-  constructor() {
+  /** `onSample` gets every sample in seconds (a cumulative histogram: percentiles over any interval). */
+  constructor(private readonly onSample: (seconds: number) => void = () => undefined) {
     this.timer = setInterval(() => {
       const now = performance.now();
       const late = Math.max(0, now - this.last - SAMPLE_MS);
       this.last = now;
       this.histogram.record(Math.max(1, Math.round(late * 1e6)));
+      this.onSample(late / 1000);
     }, SAMPLE_MS);
     this.timer.unref();
   }
