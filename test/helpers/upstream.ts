@@ -437,6 +437,9 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
       sentTotal = 0;
     },
     async waitQuiet(quietMs = 100) {
+      // Always one turn of the loop first: a caller polling in a loop (`while (busy) await
+      // waitQuiet()`) must not spin on microtasks while the work it waits for needs I/O callbacks.
+      await sleep(0);
       for (;;) {
         const idleFor = active === 0 ? performance.now() - idleSince : -1;
         if (idleFor >= quietMs) return;
