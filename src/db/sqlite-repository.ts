@@ -13,97 +13,7 @@ import type {
   Priority,
   QueueRow,
 } from './repository.js';
-
-/**
- * The SQLite implementation of CacheRepository: every statement prepared once. Rules it keeps:
- * - a chunk row is inserted only inside the transaction that checks its version is current;
- * - a change of version drops the old rows and queue in the same transaction that bumps it;
- * - a busy database fails fast (short busy timeout): better-sqlite3 waits on the main thread,
- *   so a long timeout would freeze every stream. Callers retry asynchronously or answer 503.
- */
-
-interface EntryDbRow {
-  id: string;
-  cache_key: string;
-  source_id: string | null;
-  media_id: string | null;
-  quality: string | null;
-  original_url: string;
-  file_path: string;
-  chunk_size: number;
-  expected_total_size: number | null;
-  mime_type: string | null;
-  etag: string | null;
-  last_modified: string | null;
-  is_complete: number;
-  error_message: string | null;
-  created_at: number;
-  last_accessed: number;
-  access_count: number;
-  pinned: number;
-  pin_head_bytes: number | null;
-  bitrate: number | null;
-  version: number;
-}
-
-interface FactsDbRow extends EntryDbRow {
-  stored_bytes: number;
-  chunk_rows: number;
-  pending_chunks: number;
-}
-
-interface QueueDbRow {
-  cache_entry_id: string;
-  chunk_index: number;
-  priority: number;
-  status: 'queued' | 'downloading';
-  retry_count: number;
-  created_at: number;
-}
-
-const toEntry = (r: EntryDbRow): EntryRow => ({
-  id: r.id,
-  cacheKey: r.cache_key,
-  sourceId: r.source_id,
-  mediaId: r.media_id,
-  quality: r.quality,
-  originalUrl: r.original_url,
-  filePath: r.file_path,
-  chunkSize: r.chunk_size,
-  expectedTotalSize: r.expected_total_size,
-  mimeType: r.mime_type,
-  etag: r.etag,
-  lastModified: r.last_modified,
-  isComplete: r.is_complete === 1,
-  errorMessage: r.error_message,
-  createdAt: r.created_at,
-  lastAccessed: r.last_accessed,
-  accessCount: r.access_count,
-  pinned: r.pinned === 1,
-  pinHeadBytes: r.pin_head_bytes,
-  bitrate: r.bitrate,
-  version: r.version,
-});
-
-const toFacts = (r: FactsDbRow): EntryFacts => ({
-  entry: toEntry(r),
-  storedBytes: r.stored_bytes,
-  chunkRows: r.chunk_rows,
-  pendingChunks: r.pending_chunks,
-});
-
-const toQueue = (r: QueueDbRow): QueueRow => ({
-  entryId: r.cache_entry_id,
-  chunkIndex: r.chunk_index,
-  priority: r.priority as Priority,
-  status: r.status,
-  retryCount: r.retry_count,
-  createdAt: r.created_at,
-});
-
-const CHUNK_COLUMNS = 'start_byte AS start, end_byte AS end, checksum, downloaded_at AS downloadedAt';
-// stored_bytes, chunk_rows and pending_chunks are kept by triggers (migration 6): one row per entry.
-const FACTS_SELECT = 'SELECT e.* FROM cache_entries e';
+import { CHUNK_COLUMNS, FACTS_SELECT, toEntry, toFacts, toQueue, type EntryDbRow, type FactsTuple, type QueueDbRow } from './rows.js';
 
 /** Milliseconds a statement may wait for another connection's lock (on the main thread). */
 export const DEFAULT_BUSY_TIMEOUT_MS = 10;
@@ -139,6 +49,13 @@ function migrate(db: Database.Database): void {
   }
 }
 
+/**
+ * The SQLite implementation of CacheRepository: every statement prepared once. Rules it keeps:
+ * - a chunk row is inserted only inside the transaction that checks its version is current;
+ * - a change of version drops the old rows and queue in the same transaction that bumps it;
+ * - a busy database fails fast (short busy timeout): better-sqlite3 waits on the main thread,
+ *   so a long timeout would freeze every stream. Callers retry asynchronously or answer 503.
+ */
 export class SqliteRepository implements CacheRepository {
   readonly db: Database.Database;
   // Prepared once: the stream path runs these per request.
@@ -165,8 +82,8 @@ export class SqliteRepository implements CacheRepository {
       setError: db.prepare('UPDATE cache_entries SET error_message = ? WHERE id = ?'),
       touch: db.prepare('UPDATE cache_entries SET last_accessed = ?, access_count = access_count + 1 WHERE id = ?'),
       deleteEntry: db.prepare('DELETE FROM cache_entries WHERE id = ?'),
-      facts: db.prepare<[string], FactsDbRow>(`${FACTS_SELECT} WHERE e.id = ?`),
-      allFacts: db.prepare<[], FactsDbRow>(`${FACTS_SELECT} ORDER BY e.created_at, e.id`),
+      facts: db.prepare<[string], FactsTuple>(`${FACTS_SELECT} WHERE e.id = ?`).raw(true),
+      allFacts: db.prepare<[], FactsTuple>(`${FACTS_SELECT} ORDER BY e.created_at, e.id`).raw(true),
       chunkCovering: db.prepare<[string, number], ChunkRow & { version: number }>(`SELECT ${CHUNK_COLUMNS}, version
         FROM cache_chunks WHERE cache_entry_id = ? AND start_byte <= ? ORDER BY start_byte DESC LIMIT 1`),
       chunksIn: db.prepare<[string, number, number], ChunkRow>(`SELECT ${CHUNK_COLUMNS} FROM cache_chunks
@@ -201,16 +118,24 @@ export class SqliteRepository implements CacheRepository {
         SET retry_count = retry_count + 1 WHERE cache_entry_id = ? AND chunk_index = ? RETURNING retry_count`),
       requeueDownloading: db.prepare(`UPDATE cache_download_queue SET status = 'queued' WHERE status = 'downloading'`),
       setPin: db.prepare('UPDATE cache_entries SET pinned = ?, pin_head_bytes = ? WHERE id = ?'),
-      byLastAccess: db.prepare<[], FactsDbRow>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`),
-      byLastAccessPage: db.prepare<[number, number, string, number], FactsDbRow>(`${FACTS_SELECT}
+      byLastAccess: db.prepare<[], FactsTuple>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`).raw(true),
+      byLastAccessPage: db
+        .prepare<[number, number, string, number], FactsTuple>(
+          `${FACTS_SELECT}
         WHERE (e.last_accessed, e.created_at, e.id) > (?, ?, ?)
-        ORDER BY e.last_accessed, e.created_at, e.id LIMIT ?`),
-      page: db.prepare<{ c: number; i: string; pinned: number | null; q: string | null; limit: number }, FactsDbRow>(`${FACTS_SELECT}
+        ORDER BY e.last_accessed, e.created_at, e.id LIMIT ?`,
+        )
+        .raw(true),
+      page: db
+        .prepare<{ c: number; i: string; pinned: number | null; q: string | null; limit: number }, FactsTuple>(
+          `${FACTS_SELECT}
         WHERE (e.created_at, e.id) > (@c, @i)
           AND (@pinned IS NULL OR e.pinned = @pinned)
           AND (@q IS NULL OR instr(fold(e.original_url), @q) > 0 OR instr(fold(coalesce(e.source_id, '') || ' ' ||
                coalesce(e.media_id, '') || ' ' || coalesce(e.quality, '')), @q) > 0)
-        ORDER BY e.created_at, e.id LIMIT @limit`),
+        ORDER BY e.created_at, e.id LIMIT @limit`,
+        )
+        .raw(true),
       queuedAtOrAbove: db.prepare<[number], { id: string }>(`SELECT DISTINCT cache_entry_id AS id
         FROM cache_download_queue WHERE priority <= ?`),
       evictSpan: db.prepare<[string, number, number], { bytes: number }>(`DELETE FROM cache_chunks
