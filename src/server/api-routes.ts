@@ -28,7 +28,8 @@ export async function handleApi(
     if (method === 'GET') {
       const params = new URL(req.url ?? '/', 'http://x').searchParams;
       const page = await cache.listPage(parsePageQuery(params));
-      const entries = page.entries.map((e) => ({ ...e, streamUrl: streamUrlOf(req, e.id) }));
+      // The summaries are this request's own: adding the URL in place spares a copy of 500 objects.
+      const entries = page.entries.map((e) => Object.assign(e, { streamUrl: streamUrlOf(req, e.id) }));
       return sendJson(res, 200, { entries, next: page.next });
     }
     if (method === 'POST') {

@@ -5,14 +5,15 @@ import { ErrorCodes, MediaCacheError, httpStatusOf, isDatabaseFailure } from '..
 export const RETRY_AFTER_S = 5;
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
+  // Encoded once: a page of 500 entries is ~300 KB, and byteLength() then end(string) is two passes.
+  const bytes = Buffer.from(JSON.stringify(body));
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
+    'content-length': bytes.length,
     'cache-control': 'no-store',
     ...headers,
   });
-  res.end(text);
+  res.end(bytes);
 }
 
 /** `{"error": {"code", "message"}}` with the status the code maps to; never a stack trace. */
