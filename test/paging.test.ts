@@ -315,6 +315,22 @@ describe('GET /api/entries filters', () => {
     }
   });
 
+  test('q matches the URL as listings show it: a credential or token in it cannot be found by guessing', async () => {
+    const proxy = await startProxy();
+    try {
+      const secret = proxy.cache.addEntry({ url: 'http://alice:hunter2@127.0.0.1:9/film.mkv?api_key=s3cr3t&part=2' }).entry.id;
+      proxy.cache.addEntry({ url: 'http://127.0.0.1:9/other.mkv' });
+      const ids = async (q: string): Promise<string[]> => (await walk(proxy, { q })).map((e) => e.id);
+      assert.deepEqual(await ids('hunter2'), [], 'a password');
+      assert.deepEqual(await ids('alice'), [], 'a user name');
+      assert.deepEqual(await ids('s3cr3t'), [], 'a token parameter');
+      assert.deepEqual(await ids('film.mkv'), [secret], 'the rest of the URL is found');
+      assert.deepEqual(await ids('part=2'), [secret], 'other parameters are found');
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('a bad limit, state, pinned or cursor is a 400 with a JSON error MC_ERR_INVALID_INPUT', async () => {
     const proxy = await startProxy();
     try {

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from './schema.js';
+import { redactUrl } from '../entry-input.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
 import type {
   CacheRepository,
@@ -66,6 +67,8 @@ export class SqliteRepository implements CacheRepository {
     this.db = openDatabase(file, busyTimeoutMs);
     // SQLite's lower() folds ASCII only: `q=amélie` must find `AMÉLIE`, as the caller lowercases in JS.
     this.db.function('fold', { deterministic: true }, (v: unknown) => (typeof v === 'string' ? v.toLowerCase() : null));
+    // `q=` searches the URL as listings show it: a search must not reveal a redacted credential.
+    this.db.function('redacted', { deterministic: true }, (v: unknown) => (typeof v === 'string' ? redactUrl(v) : null));
     const db = this.db;
     this.stmts = {
       insertEntry: db.prepare(`INSERT INTO cache_entries
@@ -131,7 +134,7 @@ export class SqliteRepository implements CacheRepository {
           `${FACTS_SELECT}
         WHERE (e.created_at, e.id) > (@c, @i)
           AND (@pinned IS NULL OR e.pinned = @pinned)
-          AND (@q IS NULL OR instr(fold(e.original_url), @q) > 0 OR instr(fold(coalesce(e.source_id, '') || ' ' ||
+          AND (@q IS NULL OR instr(fold(redacted(e.original_url)), @q) > 0 OR instr(fold(coalesce(e.source_id, '') || ' ' ||
                coalesce(e.media_id, '') || ' ' || coalesce(e.quality, '')), @q) > 0)
         ORDER BY e.created_at, e.id LIMIT @limit`,
         )
