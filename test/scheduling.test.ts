@@ -38,12 +38,13 @@ test('opening an entry queues its head and tail chunks at HIGH', async () => {
     const mid = 20 * CHUNK + 5;
     const res = await getRange(streamUrl, `bytes=${mid}-${mid + 99}`);
     assert.equal(sha256(res.body), sha256(data.subarray(mid, mid + 100)));
-    await upstream.waitQuiet();
+    // The opening work starts after the first reply (and may wait for start-up's first disk
+    // measurement): wait for its rows, not for a quiet spell at the upstream.
+    const stored = (): number[] => (proxy.cache.inspect(id).entry?.rows ?? []).map((c) => c.start);
+    await waitUntil(proxy.cache, () => stored().includes(0) && stored().includes(39 * CHUNK));
     const asked = upstream.requests.map((r) => r.range);
     assert.ok(asked.includes(`bytes=0-${CHUNK - 1}`), `head requested: ${asked.join(' ')}`);
     assert.ok(asked.includes(`bytes=${39 * CHUNK}-${40 * CHUNK - 1}`), `tail requested: ${asked.join(' ')}`);
-    const stored = (proxy.cache.inspect(id).entry?.rows ?? []).map((c) => c.start);
-    assert.ok(stored.includes(0) && stored.includes(39 * CHUNK));
   } finally {
     await proxy.close();
   }

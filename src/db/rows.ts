@@ -2,36 +2,12 @@ import type { EntryFacts, EntryRow, Priority, QueueRow } from './repository.js';
 
 /** Rows as SQLite gives them, and their mapping to the repository's plain data. */
 
-export interface EntryDbRow {
-  id: string;
-  cache_key: string;
-  source_id: string | null;
-  media_id: string | null;
-  quality: string | null;
-  original_url: string;
-  file_path: string;
-  chunk_size: number;
-  expected_total_size: number | null;
-  mime_type: string | null;
-  etag: string | null;
-  last_modified: string | null;
-  is_complete: number;
-  error_message: string | null;
-  created_at: number;
-  last_accessed: number;
-  access_count: number;
-  pinned: number;
-  pin_head_bytes: number | null;
-  bitrate: number | null;
-  version: number;
-}
-
 /**
  * A facts row as an array (better-sqlite3's raw mode): building plain objects in JS costs a third
  * of letting the driver build named-column objects, which is most of a page of 500 (issue 13).
- * The order is FACTS_COLUMNS'.
+ * The order is ENTRY_COLUMNS' (then the three counted columns).
  */
-export type FactsTuple = [
+export type EntryTuple = [
   id: string,
   cacheKey: string,
   sourceId: string | null,
@@ -53,13 +29,12 @@ export type FactsTuple = [
   pinHeadBytes: number | null,
   bitrate: number | null,
   version: number,
-  storedBytes: number,
-  chunkRows: number,
-  pendingChunks: number,
 ];
-export const FACTS_COLUMNS = `id, cache_key, source_id, media_id, quality, original_url, file_path, chunk_size,
+export type FactsTuple = [...EntryTuple, storedBytes: number, chunkRows: number, pendingChunks: number];
+export const ENTRY_COLUMNS = `id, cache_key, source_id, media_id, quality, original_url, file_path, chunk_size,
   expected_total_size, mime_type, etag, last_modified, is_complete, error_message, created_at, last_accessed,
-  access_count, pinned, pin_head_bytes, bitrate, version, stored_bytes, chunk_rows, pending_chunks`;
+  access_count, pinned, pin_head_bytes, bitrate, version`;
+const FACTS_COLUMNS = `${ENTRY_COLUMNS}, stored_bytes, chunk_rows, pending_chunks`;
 
 export interface QueueDbRow {
   cache_entry_id: string;
@@ -70,82 +45,31 @@ export interface QueueDbRow {
   created_at: number;
 }
 
-export const toEntry = (r: EntryDbRow): EntryRow => ({
-  id: r.id,
-  cacheKey: r.cache_key,
-  sourceId: r.source_id,
-  mediaId: r.media_id,
-  quality: r.quality,
-  originalUrl: r.original_url,
-  filePath: r.file_path,
-  chunkSize: r.chunk_size,
-  expectedTotalSize: r.expected_total_size,
-  mimeType: r.mime_type,
-  etag: r.etag,
-  lastModified: r.last_modified,
-  isComplete: r.is_complete === 1,
-  errorMessage: r.error_message,
-  createdAt: r.created_at,
-  lastAccessed: r.last_accessed,
-  accessCount: r.access_count,
-  pinned: r.pinned === 1,
-  pinHeadBytes: r.pin_head_bytes,
-  bitrate: r.bitrate,
-  version: r.version,
+export const toEntry = (r: EntryTuple | FactsTuple): EntryRow => ({
+  id: r[0],
+  cacheKey: r[1],
+  sourceId: r[2],
+  mediaId: r[3],
+  quality: r[4],
+  originalUrl: r[5],
+  filePath: r[6],
+  chunkSize: r[7],
+  expectedTotalSize: r[8],
+  mimeType: r[9],
+  etag: r[10],
+  lastModified: r[11],
+  isComplete: r[12] === 1,
+  errorMessage: r[13],
+  createdAt: r[14],
+  lastAccessed: r[15],
+  accessCount: r[16],
+  pinned: r[17] === 1,
+  pinHeadBytes: r[18],
+  bitrate: r[19],
+  version: r[20],
 });
 
-export const toFacts = (r: FactsTuple): EntryFacts => {
-  const [
-    id,
-    cacheKey,
-    sourceId,
-    mediaId,
-    quality,
-    originalUrl,
-    filePath,
-    chunkSize,
-    expectedTotalSize,
-    mimeType,
-    etag,
-    lastModified,
-    isComplete,
-    errorMessage,
-    createdAt,
-    lastAccessed,
-    accessCount,
-    pinned,
-    pinHeadBytes,
-    bitrate,
-    version,
-    storedBytes,
-    chunkRows,
-    pendingChunks,
-  ] = r;
-  const entry: EntryRow = {
-    id,
-    cacheKey,
-    sourceId,
-    mediaId,
-    quality,
-    originalUrl,
-    filePath,
-    chunkSize,
-    expectedTotalSize,
-    mimeType,
-    etag,
-    lastModified,
-    isComplete: isComplete === 1,
-    errorMessage,
-    createdAt,
-    lastAccessed,
-    accessCount,
-    pinned: pinned === 1,
-    pinHeadBytes,
-    bitrate,
-    version,
-  };
-  return { entry, storedBytes, chunkRows, pendingChunks };
-};
+export const toFacts = (r: FactsTuple): EntryFacts => ({ entry: toEntry(r), storedBytes: r[21], chunkRows: r[22], pendingChunks: r[23] });
 
 export const toQueue = (r: QueueDbRow): QueueRow => ({
   entryId: r.cache_entry_id,

@@ -14,7 +14,17 @@ import type {
   Priority,
   QueueRow,
 } from './repository.js';
-import { CHUNK_COLUMNS, FACTS_SELECT, toEntry, toFacts, toQueue, type EntryDbRow, type FactsTuple, type QueueDbRow } from './rows.js';
+import {
+  CHUNK_COLUMNS,
+  ENTRY_COLUMNS,
+  FACTS_SELECT,
+  toEntry,
+  toFacts,
+  toQueue,
+  type EntryTuple,
+  type FactsTuple,
+  type QueueDbRow,
+} from './rows.js';
 
 /** Milliseconds a statement may wait for another connection's lock (on the main thread). */
 export const DEFAULT_BUSY_TIMEOUT_MS = 10;
@@ -74,9 +84,9 @@ export class SqliteRepository implements CacheRepository {
       insertEntry: db.prepare(`INSERT INTO cache_entries
         (id, cache_key, source_id, media_id, quality, original_url, file_path, chunk_size, created_at, last_accessed, bitrate)
         VALUES (@id, @cacheKey, @sourceId, @mediaId, @quality, @originalUrl, @filePath, @chunkSize, @createdAt, @lastAccessed, @bitrate)`),
-      getEntry: db.prepare<[string], EntryDbRow>('SELECT * FROM cache_entries WHERE id = ?'),
-      findByKey: db.prepare<[string], EntryDbRow>('SELECT * FROM cache_entries WHERE cache_key = ?'),
-      listEntries: db.prepare<[], EntryDbRow>('SELECT * FROM cache_entries ORDER BY created_at, id'),
+      getEntry: db.prepare<[string], EntryTuple>(`SELECT ${ENTRY_COLUMNS} FROM cache_entries WHERE id = ?`).raw(true),
+      findByKey: db.prepare<[string], EntryTuple>(`SELECT ${ENTRY_COLUMNS} FROM cache_entries WHERE cache_key = ?`).raw(true),
+      listEntries: db.prepare<[], EntryTuple>(`SELECT ${ENTRY_COLUMNS} FROM cache_entries ORDER BY created_at, id`).raw(true),
       updateUrl: db.prepare('UPDATE cache_entries SET original_url = ? WHERE id = ?'),
       setBitrate: db.prepare('UPDATE cache_entries SET bitrate = ? WHERE id = ?'),
       setMeta: db.prepare(`UPDATE cache_entries SET expected_total_size = @expectedTotalSize,
@@ -151,26 +161,26 @@ export class SqliteRepository implements CacheRepository {
         ON CONFLICT (name) DO UPDATE SET value = value + excluded.value`),
     };
     this.recordChunkTx = db.transaction((id: string, version: number, chunkIndex: number | null, c: ChunkRow) => {
-      const entry = this.stmts.getEntry.get(id);
+      const entry = this.getEntry(id);
       if (!entry || entry.version !== version) return false;
       this.stmts.insertChunk.run(id, c.start, c.end, c.checksum, c.downloadedAt, version);
       if (chunkIndex !== null) this.stmts.dequeue.run(id, chunkIndex);
       const stored = this.stmts.storedBytes.get(id)?.total ?? 0;
-      if (entry.expected_total_size !== null && stored >= entry.expected_total_size) this.stmts.markComplete.run(id);
+      if (entry.expectedTotalSize !== null && stored >= entry.expectedTotalSize) this.stmts.markComplete.run(id);
       return true;
     });
     this.newVersionTx = db.transaction((id: string, fromVersion: number, nextFile: (version: number) => string) => {
-      const entry = this.stmts.getEntry.get(id);
+      const entry = this.getEntry(id);
       if (!entry || entry.version !== fromVersion) return entry;
       this.stmts.deleteChunks.run(id);
       this.stmts.dequeueEntry.run(id);
       this.stmts.bumpVersion.run(fromVersion + 1, nextFile(fromVersion + 1), id);
-      return this.stmts.getEntry.get(id);
+      return this.getEntry(id);
     });
   }
 
   private readonly recordChunkTx: (id: string, version: number, chunkIndex: number | null, c: ChunkRow) => boolean;
-  private readonly newVersionTx: (id: string, fromVersion: number, nextFile: (version: number) => string) => EntryDbRow | undefined;
+  private readonly newVersionTx: (id: string, fromVersion: number, nextFile: (version: number) => string) => EntryRow | undefined;
   private evictTx?: (id: string, spans: ReadonlyArray<readonly [number, number]>) => number;
   private addStatsTx?: (deltas: Readonly<Record<string, number>>) => void;
 
@@ -228,8 +238,7 @@ export class SqliteRepository implements CacheRepository {
     return this.recordChunkTx(id, version, chunkIndex, chunk);
   }
   newVersion(id: string, fromVersion: number, nextFile: (version: number) => string): EntryRow | undefined {
-    const r = this.newVersionTx(id, fromVersion, nextFile);
-    return r && toEntry(r);
+    return this.newVersionTx(id, fromVersion, nextFile);
   }
   enqueueMany(id: string, chunkIndexes: readonly number[], priority: Priority, now: number): void {
     this.db.transaction(() => {
