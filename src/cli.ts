@@ -269,6 +269,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const limits = cache.getLimits();
   logger.info({ maxSize: limits.maxSize, minFree: limits.minFree }, 'cache limits');
   process.stdout.write(`mediacache listening on ${server.url} (data dir ${cache.dataDir})\n`);
+  process.stdout.write(`dashboard: ${server.url}/ (open it in a browser)\n`);
 
   let stopping = false;
   const stop = (signal: string): void => {

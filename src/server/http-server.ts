@@ -13,6 +13,7 @@ import { handleStream } from './stream-route.js';
 import { CacheMetrics } from './metrics.js';
 import { HostGuard, isWildcard } from './host-guard.js';
 import { isLoopbackIp } from '../policy/ip.js';
+import { serveDashboard } from './static-route.js';
 
 export interface ServerOptions {
   /** Default 127.0.0.1: a cache proxy is a local service unless asked otherwise. */
@@ -129,6 +130,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
       );
     }
     if (parts[0] === 'api') return handleApi(cache, streamUrlOf, parts.slice(1), req, res);
+    if (serveDashboard(path, req, res)) return;
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok', node: nodeName });
     if (path === '/metrics' && req.method === 'GET') {
       const { contentType, body } = await metrics.render();

@@ -1,0 +1,305 @@
+/**
+ * The dashboard in a real browser (Debian's Chromium through playwright-core) over a real proxy and a
+ * throttled local upstream. The page's chunk map is read from its `data-*` attributes (what it draws),
+ * never from pixels. Skipped without Chromium, except in CI. Screenshots go to a temp directory that
+ * the test prints.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Browser, Page } from 'playwright-core';
+import { fetchBytes, getJson, startProxy, tempDir, type Proxy } from './helpers/harness.js';
+import { makeData, startUpstream, type Upstream } from './helpers/upstream.js';
+import { artefactsDir, browserSkip, launchChromium, startOtherOrigin, watchedPage } from './helpers/browser.js';
+
+const run = promisify(execFile);
+const CHUNK = 256 * 1024;
+const hasFfmpeg = await run('ffmpeg', ['-version']).then(
+  () => true,
+  () => false,
+);
+const videoSkip = !hasFfmpeg && !process.env.CI ? 'ffmpeg is not installed' : false;
+
+/** A 30 s H.264 MP4 (faststart, a keyframe a second) and the byte offset of the keyframe at `at` seconds. */
+async function makeVideo(dir: string, at: number): Promise<{ data: Buffer; seekByte: number }> {
+  const file = path.join(dir, 'video.mp4');
+  // prettier-ignore
+  await run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=duration=30:size=640x360:rate=25', '-c:v', 'libx264', '-preset', 'ultrafast',
+    '-pix_fmt', 'yuv420p', '-b:v', '2M', '-maxrate', '2M', '-bufsize', '1M', '-g', '25', '-movflags', '+faststart', '-y', file]);
+  const { stdout } = await run('ffprobe', [
+    '-v',
+    'error',
+    '-select_streams',
+    'v',
+    '-show_entries',
+    'packet=pts_time,pos,flags',
+    '-of',
+    'csv=p=0',
+    file,
+  ]);
+  let seekByte = -1;
+  for (const line of stdout.trim().split('\n')) {
+    const [time, pos, flags] = line.split(',');
+    if (flags?.startsWith('K') && Number(time) <= at) seekByte = Number(pos);
+  }
+  assert.ok(seekByte > 0, 'ffprobe lists the keyframes');
+  return { data: readFileSync(file), seekByte };
+}
+
+interface ApiEntry {
+  id: string;
+  state: string;
+  pinned: boolean;
+  pinHeadBytes: number | null;
+  totalBytes: number | null;
+  streamUrl: string;
+}
+
+/** Inclusive `start-end` ranges from a data attribute. */
+function ranges(attr: string | null): Array<[number, number]> {
+  return (attr ?? '')
+    .split(' ')
+    .filter(Boolean)
+    .map((r) => r.split('-').map(Number) as [number, number]);
+}
+
+interface MapState {
+  stored: Array<[number, number]>;
+  transfers: Array<{ priority: string; start: number; end: number; position: number }>;
+  players: number[];
+}
+
+/** The chunk map as the page exposes it (`data-*` attributes of its bar). */
+async function readMap(page: Page, id: string): Promise<MapState> {
+  const bar = `.map-bar[data-entry="${id}"]`;
+  const [stored, transfers, players] = await Promise.all(
+    ['data-stored', 'data-transfers', 'data-players'].map((a) => page.getAttribute(bar, a)),
+  );
+  return {
+    stored: ranges(stored ?? ''),
+    transfers: (transfers ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .map((t) => {
+        const [priority = '', rest = ''] = t.split(':');
+        const [span = '', position = ''] = rest.split('@');
+        const [start, end] = span.split('-').map(Number);
+        return { priority, start: start ?? -1, end: end ?? -1, position: Number(position) };
+      }),
+    players: (players ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .map((p) => Number(p.split('@')[1])),
+  };
+}
+
+const storedBytes = (attr: string | null): number => ranges(attr).reduce((n, [a, b]) => n + b - a + 1, 0);
+
+describe('dashboard', { skip: browserSkip }, () => {
+  let upstream: Upstream;
+  let proxy: Proxy;
+  let browser: Browser;
+  let page: Page;
+  let errors: string[];
+  let artefacts: string;
+  let work: string;
+  let eventsMissing = false;
+  const unexpected = (): string[] => errors.filter((e) => !(eventsMissing && / 404 \(Not Found\)$/.test(e)));
+
+  before(async () => {
+    artefacts = artefactsDir();
+    console.log(`dashboard screenshots: ${artefacts}`);
+    work = tempDir('mediacache-dashboard-');
+    upstream = await startUpstream({ bytesPerSecond: 512 * 1024 });
+    proxy = await startProxy({ chunkSize: CHUNK, maxConcurrentDownloads: 3, backgroundFill: 'never' });
+    // Until the proxy has GET /api/events the page polls, after one 404 the console reports.
+    eventsMissing = (await fetchBytes(`${proxy.server.url}/api/events`, { method: 'HEAD' })).status === 404;
+    browser = await launchChromium();
+    ({ page, errors } = await watchedPage(browser));
+  });
+  after(async () => {
+    await browser?.close();
+    await proxy?.close();
+    await upstream?.close();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  const shot = (name: string, p: Page = page): Promise<Buffer> => p.screenshot({ path: path.join(artefacts, `${name}.png`) });
+  const row = (id: string): string => `tr[data-id="${id}"]`;
+  const mapOf = (id: string): string => `.map-bar[data-entry="${id}"]`;
+  const entry = (id: string): Promise<ApiEntry> => getJson<ApiEntry>(`${proxy.server.url}/api/entries/${id}`);
+
+  test('the page is served with a strict Content-Security-Policy, its content types and caching headers', async () => {
+    const index = await fetchBytes(`${proxy.server.url}/`);
+    assert.equal(index.status, 200);
+    assert.equal(index.headers['content-type'], 'text/html; charset=utf-8');
+    assert.equal(index.headers['cache-control'], 'no-cache');
+    assert.match(String(index.headers['content-security-policy']), /^default-src 'self'; script-src 'self'; style-src 'self';/);
+    assert.equal(index.headers['x-content-type-options'], 'nosniff');
+    const again = await fetchBytes(`${proxy.server.url}/`, { headers: { 'if-none-match': String(index.headers.etag) } });
+    assert.equal(again.status, 304);
+    const script = /src="(\/dashboard\/app-[A-Z0-9]+\.js)"/.exec(index.body.toString())?.[1];
+    assert.ok(script, 'index.html names its script');
+    const asset = await fetchBytes(`${proxy.server.url}${script}`);
+    assert.equal(asset.status, 200);
+    assert.equal(asset.headers['content-type'], 'text/javascript; charset=utf-8');
+    assert.equal(asset.headers['cache-control'], 'public, max-age=31536000, immutable');
+    assert.equal((await fetchBytes(`${proxy.server.url}/dashboard/nothing.js`)).status, 404);
+    assert.equal((await fetchBytes(`${proxy.server.url}/`, { method: 'POST' })).status, 405);
+  });
+
+  test('the page loads without console errors, and an added URL appears with its stream URL', async () => {
+    upstream.setFile('/films/first%20film.mkv', makeData(2 * CHUNK, 1), { contentType: 'video/x-matroska' });
+    await page.goto(`${proxy.server.url}/`);
+    await page.waitForSelector('#totals .total');
+    await page.fill('#add-url', upstream.url('/films/first%20film.mkv'));
+    await page.click('#add-form button[type=submit]');
+    await page.waitForSelector('#added:not([hidden])');
+    const streamUrl = await page.inputValue('#added-url');
+    const id = /\/stream\/([^/?]+)$/.exec(streamUrl)?.[1] ?? '';
+    assert.equal(streamUrl, `${proxy.server.url}/stream/${id}`);
+    assert.equal((await entry(id)).streamUrl, streamUrl);
+    await page.waitForSelector(row(id));
+    assert.equal(await page.textContent(`${row(id)} th`), 'first film.mkv');
+    assert.equal(await page.getAttribute(row(id), 'data-state'), 'NotStarted');
+    await shot('added');
+    assert.deepEqual(unexpected(), []);
+    // The API's refusal is shown in words, with its code.
+    await page.fill('#add-url', 'ftp://example.org/film.mkv');
+    await page.click('#add-form button[type=submit]');
+    const message = await page.waitForSelector('#messages .error');
+    assert.match((await message.textContent()) ?? '', /^Adding the URL failed: .*http.* \(MC_ERR_INVALID_INPUT\)$/);
+    // The browser logs that 400 as a failed resource: expected here, and only here.
+    assert.match(errors.splice(0).join('\n'), /status of 400/);
+  });
+
+  test('while a pre-cache runs, the stored part of its chunk map grows, and the entry ends Complete', async () => {
+    const size = 24 * CHUNK;
+    upstream.setFile('/precache.bin', makeData(size, 2));
+    const { id } = await proxy.add(upstream.url('/precache.bin'));
+    await page.waitForSelector(row(id));
+    await page.click(`${row(id)} button.toggle`);
+    await page.waitForSelector(mapOf(id));
+    await page.click(`${row(id)} button[data-action=prefetch]`);
+    const seen: number[] = [];
+    const deadline = Date.now() + 40_000;
+    while (Date.now() < deadline) {
+      const stored = storedBytes(await page.getAttribute(mapOf(id), 'data-stored'));
+      if (stored !== seen[seen.length - 1]) seen.push(stored);
+      if (stored === size) break;
+      if (seen.length === 3) await shot('precache-running');
+      await page.waitForTimeout(100);
+    }
+    const between = seen.filter((n) => n > 0 && n < size);
+    assert.ok(between.length >= 2, `the map showed partial progress: ${seen.join(', ')}`);
+    assert.deepEqual(
+      seen,
+      [...seen].sort((a, b) => a - b),
+      'stored bytes never went back',
+    );
+    assert.equal(await page.getAttribute(mapOf(id), 'data-stored'), `0-${size - 1}`);
+    await page.waitForSelector(`${row(id)}[data-state=Complete]`);
+    assert.equal((await entry(id)).state, 'Complete');
+    assert.deepEqual(unexpected(), []);
+  });
+
+  test(
+    'a <video> plays an H.264 file through the proxy; after a seek to the middle the map shows it there',
+    { skip: videoSkip },
+    async () => {
+      const { data, seekByte } = await makeVideo(work, 15);
+      upstream.setFile('/video.mp4', data, { contentType: 'video/mp4' });
+      const { id, streamUrl } = await proxy.add(upstream.url('/video.mp4'));
+      await page.waitForSelector(row(id));
+      await page.click(`${row(id)} button.toggle`);
+      const { page: player } = await watchedPage(browser, { width: 640, height: 360 });
+      try {
+        await player.setContent(`<video id="v" muted playsinline preload="auto" src="${streamUrl}"></video>`);
+        await player.evaluate("document.getElementById('v').play()");
+        await player.waitForFunction("document.getElementById('v').currentTime > 0.5", undefined, { timeout: 20_000 });
+        await player.evaluate("document.getElementById('v').currentTime = 15");
+        // The seek position is covered by a CRITICAL transfer or a stored range, and a player reads there.
+        let what: MapState | undefined;
+        for (const deadline = Date.now() + 20_000; Date.now() < deadline; await page.waitForTimeout(50)) {
+          const map = await readMap(page, id);
+          const stored = map.stored.some(([a, b]) => a <= seekByte && seekByte <= b);
+          const critical = map.transfers.some((t) => t.priority === 'CRITICAL' && t.start <= seekByte && seekByte <= t.end);
+          const near = map.players.some((p) => Math.abs(p - seekByte) <= 4 * CHUNK);
+          if ((stored || critical) && (near || eventsMissing)) {
+            what = map;
+            break;
+          }
+        }
+        assert.ok(what, `the map showed byte ${seekByte} stored or in a CRITICAL transfer, and a player there`);
+        await shot('seek');
+        console.log(`seek to byte ${seekByte}: ${JSON.stringify(what)}`);
+        await player.waitForFunction("document.getElementById('v').currentTime > 15.5 && !document.getElementById('v').paused", undefined, {
+          timeout: 20_000,
+        });
+        assert.deepEqual(unexpected(), []);
+      } finally {
+        await player.close();
+        await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, {
+          method: 'DELETE',
+          headers: { 'content-type': 'application/json' },
+        });
+      }
+    },
+  );
+
+  test('pin, head pin, unpin and remove buttons change the entry as the API reports it', async () => {
+    upstream.setFile('/pinned.bin', makeData(4 * CHUNK, 3));
+    const { id } = await proxy.add(upstream.url('/pinned.bin'));
+    await page.waitForSelector(row(id));
+    await page.click(`${row(id)} button[data-action=pin]`);
+    await page.waitForSelector(`${row(id)}[data-pin=whole]`);
+    assert.equal((await entry(id)).pinned, true);
+    await page.click(`${row(id)} button[data-action=unpin]`);
+    await page.waitForSelector(`${row(id)}[data-pin=none]`);
+    assert.equal((await entry(id)).pinned, false);
+    await page.click(`${row(id)} button.toggle`);
+    await page.fill(`tr[data-details-for="${id}"] input.head-size`, '1');
+    await page.click(`tr[data-details-for="${id}"] button:text("Pin head")`);
+    await page.waitForSelector(`${row(id)}[data-pin=head]`);
+    assert.equal((await entry(id)).pinHeadBytes, 1024 * 1024);
+    await page.click(`${row(id)} button:text("Remove")`);
+    await page.click(`${row(id)} button:text("Confirm remove")`);
+    await page.waitForSelector(row(id), { state: 'detached' });
+    assert.equal((await fetchBytes(`${proxy.server.url}/api/entries/${id}`)).status, 404);
+    assert.deepEqual(unexpected(), []);
+  });
+
+  test('a page from another origin can neither read nor change the API', async () => {
+    const other = await startOtherOrigin(
+      () =>
+        `<!doctype html><form id="f" method="post" action="${proxy.server.url}/api/entries"><input name="url" value="http://x/"></form>`,
+    );
+    const { page: foreign } = await watchedPage(browser);
+    try {
+      await foreign.goto(other.origin);
+      const before = (await getJson<{ entries: unknown[] }>(`${proxy.server.url}/api/entries`)).entries.length;
+      // A string, not a function: tsx's transform would name inner functions with a helper the page lacks.
+      const outcome = (await foreign.evaluate(`(async () => {
+        const attempt = (init) => fetch(${JSON.stringify(proxy.server.url + '/api/entries')}, init).then(
+          (r) => 'read ' + r.status,
+          (e) => 'blocked: ' + String(e),
+        );
+        return {
+          read: await attempt(),
+          json: await attempt({ method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"url":"http://x/a"}' }),
+        };
+      })()`)) as { read: string; json: string };
+      assert.match(outcome.read, /^blocked: TypeError/);
+      assert.match(outcome.json, /^blocked: TypeError/);
+      const [answer] = await Promise.all([foreign.waitForNavigation(), foreign.evaluate("document.getElementById('f').submit()")]);
+      assert.equal(answer?.status(), 415);
+      assert.equal((await getJson<{ entries: unknown[] }>(`${proxy.server.url}/api/entries`)).entries.length, before);
+    } finally {
+      await foreign.close();
+      await other.close();
+    }
+  });
+});
