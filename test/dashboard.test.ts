@@ -12,6 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
 import { fetchBytes, getJson, startProxy, tempDir, type Proxy } from './helpers/harness.js';
+import { startServer } from '../src/server/http-server.js';
 import { makeData, startUpstream, type Upstream } from './helpers/upstream.js';
 import { artefactsDir, browserSkip, launchChromium, startOtherOrigin, watchedPage } from './helpers/browser.js';
 
@@ -269,6 +270,70 @@ describe('dashboard', { skip: browserSkip }, () => {
     await page.click(`${row(id)} button:text("Confirm remove")`);
     await page.waitForSelector(row(id), { state: 'detached' });
     assert.equal((await fetchBytes(`${proxy.server.url}/api/entries/${id}`)).status, 404);
+    assert.deepEqual(unexpected(), []);
+  });
+
+  test('with --auth-token the page asks for the token once, keeps it for the tab and sends it as a bearer header', async () => {
+    const guarded = await startServer(proxy.cache, { host: '127.0.0.1', port: 0, authToken: 'dashboard-secret' });
+    const { page: tab, errors: tabErrors } = await watchedPage(browser);
+    const bearer = new Set<string>();
+    tab.on('request', (r) => {
+      if (new URL(r.url()).pathname.startsWith('/api/')) bearer.add(r.headers()['authorization'] ?? 'none');
+    });
+    try {
+      await tab.goto(`${guarded.url}/`);
+      await tab.waitForSelector('#token-dialog[open]');
+      await tab.fill('#token-input', 'dashboard-secret');
+      await tab.click('#token-form button[type=submit]');
+      await tab.waitForSelector('#entries tbody tr[data-id]');
+      assert.equal(await tab.evaluate("sessionStorage.getItem('mediacache.token')"), 'dashboard-secret');
+      await tab.reload();
+      await tab.waitForSelector('#entries tbody tr[data-id]');
+      assert.equal(await tab.isVisible('#token-dialog'), false, 'asked once per tab');
+      assert.ok(bearer.has('Bearer dashboard-secret'));
+      // Only the first calls, before the token was given, went without it (and got 401).
+      assert.deepEqual(
+        tabErrors.filter((e) => !/status of 401/.test(e) && !(eventsMissing && / 404 \(Not Found\)$/.test(e))),
+        [],
+      );
+    } finally {
+      await tab.close();
+      await guarded.close();
+    }
+  });
+
+  test('with 1,000 entries the table lists them all; search, state filter, sort and the keyboard work', async () => {
+    const total = 1000;
+    const existing = (await getJson<{ entries: number }>(`${proxy.server.url}/api/stats`)).entries;
+    for (let i = existing; i < total; i++)
+      proxy.cache.addEntry({ url: upstream.url(`/library/episode-${String(i).padStart(4, '0')}.mkv`) });
+    await page.goto(`${proxy.server.url}/`);
+    await page.waitForSelector(`#entry-count:text("(${total})")`, { timeout: 20_000 });
+    assert.equal(await page.locator('#entries tbody tr[data-id]').count(), total);
+    await page.fill('#search', 'episode-0999');
+    await page.waitForSelector('#entries tbody tr[data-id] >> nth=1', { state: 'detached' });
+    assert.deepEqual(await page.locator('#entries tbody tr[data-id] th').allTextContents(), ['episode-0999.mkv']);
+    await page.fill('#search', '');
+    await page.selectOption('#state-filter', 'Complete');
+    await page.waitForSelector('#entries tbody tr[data-id] >> nth=1', { state: 'detached' });
+    assert.deepEqual(
+      await page.locator('#entries tbody tr[data-id]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-state'))),
+      ['Complete'],
+    );
+    await page.selectOption('#state-filter', '');
+    await page.click('th[data-col=name] button');
+    await page.waitForSelector('th[data-col=name][aria-sort=ascending]');
+    const names = await page.locator('#entries tbody tr[data-id] th').allTextContents();
+    assert.equal(names.length, total);
+    assert.deepEqual(names.slice(0, 3), [...names].sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase())).slice(0, 3));
+    // Keyboard: the first row takes focus, ↓ moves to the next, Enter opens its chunk map.
+    await page.focus('#entries tbody tr[data-id] >> nth=0');
+    await page.keyboard.press('ArrowDown');
+    const second = await page.locator('#entries tbody tr[data-id] >> nth=1').getAttribute('data-id');
+    assert.equal(await page.evaluate("document.activeElement.getAttribute('data-id')"), second);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(`tr[data-details-for="${second}"] .map-bar`);
+    await shot('thousand');
     assert.deepEqual(unexpected(), []);
   });
 

@@ -172,8 +172,9 @@ function draw(all: boolean): void {
   for (const id of store.wanted) {
     if (all || changes.entries.has(id)) drawMap(id, now);
   }
-  byId('entry-count').textContent = `(${store.entries.size})`;
-  byId('truncated').hidden = !store.truncated;
+  const known = store.totals?.entries ?? 0;
+  byId('entry-count').textContent = known > store.entries.size ? `(${store.entries.size} of ${known})` : `(${store.entries.size})`;
+  byId('truncated').hidden = !store.truncated && known <= store.entries.size;
   const d = body.dataset;
   d.seq = String(store.lastSeq);
   d.gaps = String(store.gaps);
