@@ -1,0 +1,35 @@
+import type { ServerResponse } from 'node:http';
+
+/**
+ * One connected event-stream client. Writes never wait: what the socket has not taken stays in
+ * the response's buffer, and past `maxQueuedBytes` the client is cut off (it may reconnect with
+ * Last-Event-ID). A slow client so costs at most that much memory and never slows anyone else.
+ */
+export class SseClient {
+  lastWriteAt = Date.now();
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly maxQueuedBytes: number,
+    private readonly onDropped: () => void = () => undefined,
+  ) {}
+
+  get open(): boolean {
+    return !this.res.destroyed && !this.res.writableEnded;
+  }
+
+  /** Queues `frame`; false (and the connection closed) when the client lags too far behind. */
+  write(frame: string): boolean {
+    if (!this.open) return false;
+    this.res.write(frame);
+    this.lastWriteAt = Date.now();
+    if (this.res.writableLength <= this.maxQueuedBytes) return true;
+    this.onDropped();
+    this.res.destroy();
+    return false;
+  }
+
+  end(): void {
+    if (this.open) this.res.end();
+  }
+}
