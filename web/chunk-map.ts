@@ -191,7 +191,7 @@ export class ChunkMapView {
     const total = this.input?.totalBytes;
     if (!total) return;
     const [v0, v1] = this.view ?? [0, total - 1];
-    const center = around ?? Math.floor((v0 + v1) / 2);
+    const center = around ?? (v0 + v1 + 1) / 2;
     const size = Math.max(MIN_SPAN, Math.min(total, Math.round((v1 - v0 + 1) * factor)));
     const start = Math.max(0, Math.min(total - size, Math.round(center - size / 2)));
     this.setView(size >= total ? null : [start, start + size - 1]);

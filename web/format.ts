@@ -14,7 +14,7 @@ export function formatBytes(n: number | null | undefined): string {
 }
 
 export function formatRate(bytesPerSecond: number | null | undefined): string {
-  return bytesPerSecond ? `${formatBytes(bytesPerSecond)}/s` : '—';
+  return bytesPerSecond === null || bytesPerSecond === undefined ? '—' : `${formatBytes(Math.round(bytesPerSecond))}/s`;
 }
 
 export function formatEta(seconds: number | null | undefined): string {

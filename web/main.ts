@@ -19,6 +19,13 @@ function say(text: string, kind: 'error' | 'info' = 'error'): void {
   const p = document.createElement('p');
   p.className = kind;
   p.textContent = text;
+  const dismiss = document.createElement('button');
+  dismiss.type = 'button';
+  dismiss.className = 'small dismiss';
+  dismiss.textContent = '×';
+  dismiss.setAttribute('aria-label', 'dismiss');
+  dismiss.addEventListener('click', () => p.remove());
+  p.append(' ', dismiss);
   messages.prepend(p);
   while (messages.children.length > 4) messages.lastElementChild?.remove();
   setTimeout(() => p.remove(), kind === 'error' ? 12000 : 5000);

@@ -47,6 +47,8 @@ export interface Changes {
 }
 
 const key = (entryId: string, n: number): string => `${entryId}:${n}`;
+/** A transfer is one gap of one chunk: a split at a seek makes two in the same chunk, told apart by start. */
+const transferKey = (t: { entryId: string; chunkIndex: number; start: number }): string => `${t.entryId}:${t.chunkIndex}:${t.start}`;
 
 export class DashboardStore {
   readonly entries = new Map<string, EntrySummary>();
@@ -91,7 +93,7 @@ export class DashboardStore {
         this.totals = event.data.totals;
         this.truncated = event.data.truncated;
         this.transfers.clear();
-        for (const t of event.data.transfers) this.transfers.set(key(t.entryId, t.chunkIndex), t);
+        for (const t of event.data.transfers) this.transfers.set(transferKey(t), t);
         this.players.clear();
         for (const p of event.data.players) this.players.set(key(p.entryId, p.playerId), p);
         // Queues and stored ranges are not in a snapshot: maps are fetched again.
@@ -120,11 +122,11 @@ export class DashboardStore {
         this.applyChunk(event);
         return;
       case 'transfer':
-        this.transfers.set(key(event.data.entryId, event.data.chunkIndex), event.data);
+        this.transfers.set(transferKey(event.data), event.data);
         ch.entries.add(event.data.entryId);
         return;
       case 'transfer-ended':
-        this.transfers.delete(key(event.data.entryId, event.data.chunkIndex));
+        this.transfers.delete(transferKey(event.data));
         ch.entries.add(event.data.entryId);
         return;
       case 'queue':
@@ -192,7 +194,7 @@ export class DashboardStore {
         position: d.start + d.written,
         bytesPerSecond: 0,
       };
-      this.transfers.set(key(entry.id, d.chunkIndex), t);
+      this.transfers.set(transferKey(t), t);
     }
     this.changes.entries.add(entry.id);
   }

@@ -4,7 +4,7 @@ import { addRange, layoutRanges, removeRange } from '../../web/ranges.js';
 import { SseParser } from '../../web/sse-parser.js';
 import { DashboardStore } from '../../web/store.js';
 import { nameFromUrl } from '../../web/format.js';
-import type { EntrySummary, Range, Totals } from '../../web/types.js';
+import type { EntrySummary, Range, Totals, Transfer } from '../../web/types.js';
 
 test('addRange merges what overlaps or touches and keeps the list sorted', () => {
   const cases: Array<[Range[], Range, Range[]]> = [
@@ -205,6 +205,34 @@ test('transfers, queues and players follow their messages and leave with their e
   s.apply('ep:6', { type: 'entry-removed', data: { id: 'a' } }, 0);
   assert.deepEqual([s.entries.size, s.playersOf('a').length, s.queueOf('a').length], [0, 0, 0]);
   assert.equal(s.gaps, 0);
+});
+
+test('a chunk split at a seek has two transfers, told apart by their start', () => {
+  const s = new DashboardStore();
+  const t = (start: number): Transfer => ({
+    entryId: 'a',
+    chunkIndex: 3,
+    priority: 'CRITICAL',
+    start,
+    end: 399,
+    position: start,
+    bytesPerSecond: 0,
+  });
+  s.apply(
+    'ep:1',
+    { type: 'snapshot', data: { epoch: 'ep', totals, entries: [entry('a')], truncated: false, transfers: [t(300)], players: [] } },
+    0,
+  );
+  s.apply('ep:2', { type: 'transfer', data: t(350) }, 0);
+  assert.deepEqual(
+    s.transfersOf('a').map((x) => x.start),
+    [300, 350],
+  );
+  s.apply('ep:3', { type: 'transfer-ended', data: { entryId: 'a', chunkIndex: 3, start: 300, outcome: 'preempted' } }, 0);
+  assert.deepEqual(
+    s.transfersOf('a').map((x) => x.start),
+    [350],
+  );
 });
 
 test('an entry is named by its URL path, decoded, else its host', () => {
