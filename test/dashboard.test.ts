@@ -6,49 +6,25 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
 import { fetchBytes, getJson, startProxy, tempDir, type Proxy } from './helpers/harness.js';
 import { startServer } from '../src/server/http-server.js';
 import { makeData, startUpstream, type Upstream } from './helpers/upstream.js';
-import { artefactsDir, browserSkip, launchChromium, startOtherOrigin, watchedPage } from './helpers/browser.js';
+import {
+  artefactsDir,
+  browserSkip,
+  launchChromium,
+  readMap,
+  startOtherOrigin,
+  storedBytes,
+  watchedPage,
+  type MapState,
+} from './helpers/browser.js';
+import { makeVideo, videoSkip } from './helpers/video.js';
 
-const run = promisify(execFile);
 const CHUNK = 256 * 1024;
-const hasFfmpeg = await run('ffmpeg', ['-version']).then(
-  () => true,
-  () => false,
-);
-const videoSkip = !hasFfmpeg && !process.env.CI ? 'ffmpeg is not installed' : false;
-
-/** A 30 s H.264 MP4 (faststart, a keyframe a second) and the byte offset of the keyframe at `at` seconds. */
-async function makeVideo(dir: string, at: number): Promise<{ data: Buffer; seekByte: number }> {
-  const file = path.join(dir, 'video.mp4');
-  // prettier-ignore
-  await run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=duration=30:size=640x360:rate=25', '-c:v', 'libx264', '-preset', 'ultrafast',
-    '-pix_fmt', 'yuv420p', '-b:v', '2M', '-maxrate', '2M', '-bufsize', '1M', '-g', '25', '-movflags', '+faststart', '-y', file]);
-  const { stdout } = await run('ffprobe', [
-    '-v',
-    'error',
-    '-select_streams',
-    'v',
-    '-show_entries',
-    'packet=pts_time,pos,flags',
-    '-of',
-    'csv=p=0',
-    file,
-  ]);
-  let seekByte = -1;
-  for (const line of stdout.trim().split('\n')) {
-    const [time, pos, flags] = line.split(',');
-    if (flags?.startsWith('K') && Number(time) <= at) seekByte = Number(pos);
-  }
-  assert.ok(seekByte > 0, 'ffprobe lists the keyframes');
-  return { data: readFileSync(file), seekByte };
-}
 
 interface ApiEntry {
   id: string;
@@ -58,46 +34,6 @@ interface ApiEntry {
   totalBytes: number | null;
   streamUrl: string;
 }
-
-/** Inclusive `start-end` ranges from a data attribute. */
-function ranges(attr: string | null): Array<[number, number]> {
-  return (attr ?? '')
-    .split(' ')
-    .filter(Boolean)
-    .map((r) => r.split('-').map(Number) as [number, number]);
-}
-
-interface MapState {
-  stored: Array<[number, number]>;
-  transfers: Array<{ priority: string; start: number; end: number; position: number }>;
-  players: number[];
-}
-
-/** The chunk map as the page exposes it (`data-*` attributes of its bar). */
-async function readMap(page: Page, id: string): Promise<MapState> {
-  const bar = `.map-bar[data-entry="${id}"]`;
-  const [stored, transfers, players] = await Promise.all(
-    ['data-stored', 'data-transfers', 'data-players'].map((a) => page.getAttribute(bar, a)),
-  );
-  return {
-    stored: ranges(stored ?? ''),
-    transfers: (transfers ?? '')
-      .split(' ')
-      .filter(Boolean)
-      .map((t) => {
-        const [priority = '', rest = ''] = t.split(':');
-        const [span = '', position = ''] = rest.split('@');
-        const [start, end] = span.split('-').map(Number);
-        return { priority, start: start ?? -1, end: end ?? -1, position: Number(position) };
-      }),
-    players: (players ?? '')
-      .split(' ')
-      .filter(Boolean)
-      .map((p) => Number(p.split('@')[1])),
-  };
-}
-
-const storedBytes = (attr: string | null): number => ranges(attr).reduce((n, [a, b]) => n + b - a + 1, 0);
 
 describe('dashboard', { skip: browserSkip }, () => {
   let upstream: Upstream;
@@ -251,6 +187,14 @@ describe('dashboard', { skip: browserSkip }, () => {
           timeout: 20_000,
         });
         await shot('playing');
+        // The picture for the README: the player, its CRITICAL chunk, and a pre-cache's queue on one map.
+        await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+        });
+        await page.waitForSelector(`${mapOf(id)} .seg.queued.p-MEDIUM`);
+        await page.waitForTimeout(600);
+        await shot('dashboard');
         assert.deepEqual(errors, []);
       } finally {
         await player.close();

@@ -72,7 +72,6 @@ const live = new LiveLink({
     const words: Record<LinkState, string> = {
       connecting: 'connecting…',
       live: 'live',
-      polling: 'polling (no event stream)',
       retrying: 'reconnecting…',
       unauthorized: 'waiting for the access token',
     };
@@ -82,7 +81,7 @@ const live = new LiveLink({
 
 async function fetchMap(id: string): Promise<void> {
   try {
-    await loadMap(store, id, live.isPolling);
+    await loadMap(store, id);
     schedule();
   } catch (err) {
     say(describeError('Loading the chunk map', err));
@@ -194,7 +193,7 @@ function drawMap(id: string, now: number): void {
   const view = table.mapOf(id);
   const e = store.entries.get(id);
   if (!view || !e) return;
-  if (store.hasMap(id) && store.mapVersion(id) !== e.version && !live.isPolling) void fetchMap(id);
+  if (store.hasMap(id) && store.mapVersion(id) !== e.version) void fetchMap(id);
   view.render({
     totalBytes: e.totalBytes,
     chunkSize: e.chunkSize,

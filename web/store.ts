@@ -1,6 +1,5 @@
 /**
- * What the page knows, built from the event stream (or from polls of the JSON API) and read by the
- * views. Pure data: no DOM, so it can be tested in Node.
+ * What the page knows, built from the event stream and the API's answers, read by the views. Pure data: no DOM, so it can be tested in Node.
  */
 import { addRange, removeRange } from './ranges.js';
 import {
@@ -176,42 +175,6 @@ export class DashboardStore {
     for (const r of this.recent) if (r.seq > seq && r.event.data.entryId === map.id) this.applyChunk(r.event);
     if (map.queued.length > 0) this.queues.set(map.id, map.queued);
     this.changes.entries.add(map.id);
-  }
-
-  /** From `GET /api/entries/<id>` (no event stream): stored ranges and running transfers at one instant. */
-  setPolledEntry(entry: EntrySummary): void {
-    this.entries.set(entry.id, entry);
-    if (entry.chunks) this.maps.set(entry.id, { version: entry.version, stored: entry.chunks, seq: 0 });
-    for (const k of [...this.transfers.keys()]) if (k.startsWith(`${entry.id}:`)) this.transfers.delete(k);
-    for (const d of entry.downloading ?? []) {
-      const end = Math.min(d.start + entry.chunkSize, entry.totalBytes ?? Infinity) - 1;
-      const t: Transfer = {
-        entryId: entry.id,
-        chunkIndex: d.chunkIndex,
-        priority: d.priority,
-        start: d.start,
-        end,
-        position: d.start + d.written,
-        bytesPerSecond: 0,
-      };
-      this.transfers.set(transferKey(t), t);
-    }
-    this.changes.entries.add(entry.id);
-  }
-
-  /** Replaces the list of entries and the totals (polling). */
-  setPolledList(list: EntrySummary[], totals: Totals): void {
-    const ids = new Set(list.map((e) => e.id));
-    for (const id of [...this.entries.keys()]) if (!ids.has(id)) this.forget(id);
-    for (const e of list) {
-      const old = this.entries.get(e.id);
-      if (!old) this.changes.list = true;
-      if (JSON.stringify(old) !== JSON.stringify(e)) this.changes.entries.add(e.id);
-      this.entries.set(e.id, e);
-    }
-    this.changes.list = this.changes.list || ids.size !== this.entries.size;
-    this.totals = totals;
-    this.changes.totals = true;
   }
 
   private forget(id: string): void {

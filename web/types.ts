@@ -23,10 +23,6 @@ export interface EntrySummary {
   pinHeadBytes: number | null;
   progress: { percent: number | null; bytesPerSecond: number; etaSeconds: number | null };
   streamUrl: string;
-  /** Only in answers of the JSON API (the stream sends `transfer` events instead). */
-  downloading?: Array<{ chunkIndex: number; priority: Priority; start: number; written: number }>;
-  /** Only in `GET /api/entries/<id>`. */
-  chunks?: Range[];
 }
 
 export interface Totals {

@@ -65,3 +65,43 @@ export async function startOtherOrigin(html: () => string): Promise<{ origin: st
       }),
   };
 }
+
+/** Inclusive `start-end` ranges from a data attribute. */
+export function ranges(attr: string | null): Array<[number, number]> {
+  return (attr ?? '')
+    .split(' ')
+    .filter(Boolean)
+    .map((r) => r.split('-').map(Number) as [number, number]);
+}
+
+export interface MapState {
+  stored: Array<[number, number]>;
+  transfers: Array<{ priority: string; start: number; end: number; position: number }>;
+  players: number[];
+}
+
+/** The chunk map as the page exposes it (`data-*` attributes of its bar). */
+export async function readMap(page: Page, id: string): Promise<MapState> {
+  const bar = `.map-bar[data-entry="${id}"]`;
+  const [stored, transfers, players] = await Promise.all(
+    ['data-stored', 'data-transfers', 'data-players'].map((a) => page.getAttribute(bar, a)),
+  );
+  return {
+    stored: ranges(stored ?? ''),
+    transfers: (transfers ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .map((t) => {
+        const [priority = '', rest = ''] = t.split(':');
+        const [span = '', position = ''] = rest.split('@');
+        const [start, end] = span.split('-').map(Number);
+        return { priority, start: start ?? -1, end: end ?? -1, position: Number(position) };
+      }),
+    players: (players ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .map((p) => Number(p.split('@')[1])),
+  };
+}
+
+export const storedBytes = (attr: string | null): number => ranges(attr).reduce((n, [a, b]) => n + b - a + 1, 0);
