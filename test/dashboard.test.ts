@@ -291,7 +291,7 @@ describe('dashboard', { skip: browserSkip }, () => {
     }
   });
 
-  test('with 1,000 entries the table lists them all; search, state filter, sort and the keyboard work', async () => {
+  test('with 1,000 entries the table lists them all; search, state filter, sort and the keyboard work; past 1,000 a search finds older ones', async () => {
     const total = 1000;
     const existing = (await getJson<{ entries: number }>(`${proxy.server.url}/api/stats`)).entries;
     for (let i = existing; i < total; i++)
@@ -323,6 +323,18 @@ describe('dashboard', { skip: browserSkip }, () => {
     await page.keyboard.press('Enter');
     await page.waitForSelector(`tr[data-details-for="${second}"] .map-bar`);
     await shot('thousand');
+    // Past 1,000 the stream lists the most recently used; a search also finds older entries through the API.
+    for (let i = total; i < total + 10; i++) proxy.cache.addEntry({ url: upstream.url(`/library/episode-${i}.mkv`) });
+    await page.reload();
+    await page.waitForSelector(`#entry-count:text("(1000 of ${total + 10})")`);
+    assert.equal(await page.isVisible('#truncated'), true);
+    assert.equal(
+      await page.locator('#entries tbody tr[data-id] th:text-is("first film.mkv")').count(),
+      0,
+      'the least recently used is left out',
+    );
+    await page.fill('#search', 'first');
+    await page.waitForSelector('#entries tbody tr[data-id] th:text-is("first film.mkv")');
     assert.deepEqual(errors, []);
   });
 

@@ -135,10 +135,24 @@ byId<HTMLFormElement>('add-form').addEventListener('submit', (ev) => {
 byId('copy-added').addEventListener('click', () => copyText(byId<HTMLInputElement>('added-url')));
 byId('reconnect').addEventListener('click', () => live.reconnect());
 
+let searchTimer: ReturnType<typeof setTimeout> | undefined;
 const refilter = (): void => {
   table.setFilter(stateFilter.value, search.value);
   draw(true);
+  // The stream lists the 1,000 most recently used entries: a search also asks the API for older ones.
+  clearTimeout(searchTimer);
+  const q = search.value.trim();
+  if (store.truncated && q) searchTimer = setTimeout(() => void searchOlder(q), 300);
 };
+async function searchOlder(q: string): Promise<void> {
+  try {
+    const page = await api<{ entries: EntrySummary[] }>('GET', `/api/entries?limit=200&q=${encodeURIComponent(q)}`);
+    for (const e of page.entries) if (!store.entries.has(e.id)) store.applyLocal({ type: 'entry', data: e }, Date.now());
+    schedule();
+  } catch (err) {
+    say(describeError('Searching', err));
+  }
+}
 search.addEventListener('input', refilter);
 stateFilter.addEventListener('change', refilter);
 table.table.addEventListener('resort', () => draw(true));

@@ -33,7 +33,7 @@ export interface Totals {
   hitRatio: number | null;
   upstreamBytesPerSecond: number;
   perPriority: Record<Priority, number>;
-  downloads: { running: number; max: number | null };
+  downloads: { running: number; max: number };
 }
 
 export interface Transfer {

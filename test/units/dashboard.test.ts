@@ -4,7 +4,14 @@ import { addRange, layoutRanges, removeRange } from '../../web/ranges.js';
 import { SseParser } from '../../web/sse-parser.js';
 import { DashboardStore } from '../../web/store.js';
 import { nameFromUrl } from '../../web/format.js';
-import type { EntrySummary, Range, Totals, Transfer } from '../../web/types.js';
+import type { EntryMap, EntrySummary, Range, Snapshot, Totals, Transfer } from '../../web/types.js';
+import type { ChunkMap, LiveTransfer, Snapshot as LiveSnapshot } from '../../src/live/messages.js';
+
+/**
+ * The page keeps its own copy of the stream's types (it cannot import server modules); this fails to
+ * compile when what the server sends no longer fits what the page reads.
+ */
+export const wireTypesAgree = (s: LiveSnapshot, m: ChunkMap, t: LiveTransfer): [Snapshot, EntryMap, Transfer] => [s, m, t];
 
 test('addRange merges what overlaps or touches and keeps the list sorted', () => {
   const cases: Array<[Range[], Range, Range[]]> = [
