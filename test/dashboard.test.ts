@@ -16,6 +16,7 @@ import {
   artefactsDir,
   browserSkip,
   launchChromium,
+  ranges,
   readMap,
   startOtherOrigin,
   storedBytes,
@@ -23,6 +24,7 @@ import {
   type MapState,
 } from './helpers/browser.js';
 import { makeVideo, videoSkip } from './helpers/video.js';
+import { flipByte } from './helpers/seams.js';
 
 const CHUNK = 256 * 1024;
 
@@ -82,6 +84,8 @@ describe('dashboard', { skip: browserSkip }, () => {
     assert.equal(asset.headers['cache-control'], 'public, max-age=31536000, immutable');
     assert.equal((await fetchBytes(`${proxy.server.url}/dashboard/nothing.js`)).status, 404);
     assert.equal((await fetchBytes(`${proxy.server.url}/`, { method: 'POST' })).status, 405);
+    // The API's host rule covers the page: a rebound name gets nothing.
+    assert.equal((await fetchBytes(`${proxy.server.url}/`, { headers: { host: 'rebound.example' } })).status, 421);
   });
 
   test('the page loads without console errors, and an added URL appears with its stream URL', async () => {
@@ -112,7 +116,7 @@ describe('dashboard', { skip: browserSkip }, () => {
     assert.match(errors.splice(0).join('\n'), /status of 400/);
   });
 
-  test('while a pre-cache runs, the stored part of its chunk map grows, and the entry ends Complete', async () => {
+  test('while a pre-cache runs, the stored part of its chunk map grows, and the entry ends Complete; hover, zoom and a range Verify finds damaged show on the map', async () => {
     const size = 24 * CHUNK;
     upstream.setFile('/precache.bin', makeData(size, 2));
     const { id } = await proxy.add(upstream.url('/precache.bin'));
@@ -150,6 +154,19 @@ describe('dashboard', { skip: browserSkip }, () => {
     assert.equal(await page.getAttribute(mapOf(id), 'data-view'), `${size / 4}-${(size * 3) / 4 - 1}`);
     await page.keyboard.press('0');
     assert.equal(await page.getAttribute(mapOf(id), 'data-view'), `0-${size - 1}`);
+    assert.match(
+      (await page.textContent(`#map-desc-${id}`)) ?? '',
+      /^Stored 6\.00 MiB of 6\.00 MiB in 1 ranges: 0 to 6,291,455\. No download under way\.$/,
+    );
+    // Bit rot found by Verify: the message says so, the map flashes the range and drops it.
+    flipByte(proxy.cache.inspect(id).entry?.filePath ?? '', 3 * CHUNK + 5);
+    await page.click(`${row(id)} button:text("Verify")`);
+    const info = await page.waitForSelector('#messages .info');
+    assert.equal(await info.textContent(), 'Verify: 24 chunks checked, 1 damaged range dropped. ×');
+    await page.waitForSelector(`${mapOf(id)}[data-flashes="invalid:${3 * CHUNK}-${4 * CHUNK - 1}"]`);
+    assert.ok(ranges(await page.getAttribute(mapOf(id), 'data-stored')).every(([a, b]) => b < 3 * CHUNK || a >= 4 * CHUNK));
+    await page.click(`${row(id)} button[data-action=prefetch]`);
+    await page.waitForSelector(`${mapOf(id)}[data-stored="0-${size - 1}"]`);
     assert.deepEqual(errors, []);
   });
 

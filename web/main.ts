@@ -105,7 +105,8 @@ async function act(id: string, action: Action, headBytes?: number): Promise<void
     const answer = await run(id, headBytes);
     if (action === 'verify') {
       const v = answer as { chunks: number; damaged: unknown[] };
-      say(`Verify: ${v.chunks} chunks checked, ${v.damaged.length ? `${v.damaged.length} damaged ranges dropped` : 'all intact'}.`, 'info');
+      const damaged = v.damaged.length === 1 ? '1 damaged range dropped' : `${v.damaged.length} damaged ranges dropped`;
+      say(`Verify: ${v.chunks} chunks checked, ${v.damaged.length ? damaged : 'all intact'}.`, 'info');
     }
     if (action === 'remove') store.applyLocal({ type: 'entry-removed', data: { id } }, Date.now());
     else if (answer && typeof answer === 'object' && 'id' in answer)
