@@ -61,9 +61,8 @@ export class ChunkMapView {
       this.zoomLabel,
     ]);
     this.el = h('div', { className: 'chunk-map' }, [tools, this.bar, this.readout, this.desc]);
-    this.bar.addEventListener('mousemove', (ev) =>
-      this.hover(ev.offsetX + (ev.target === this.bar ? 0 : (ev.target as HTMLElement).offsetLeft)),
-    );
+    // Measured from the bar, whatever segment is under the pointer.
+    this.bar.addEventListener('mousemove', (ev) => this.hover(ev.clientX - this.bar.getBoundingClientRect().left));
     this.bar.addEventListener('wheel', (ev) => {
       ev.preventDefault();
       this.zoom(ev.deltaY > 0 ? 2 : 0.5, this.offsetAt(ev.clientX - this.bar.getBoundingClientRect().left));

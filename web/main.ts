@@ -79,12 +79,17 @@ const live = new LiveLink({
   },
 });
 
+const loadingMaps = new Set<string>();
 async function fetchMap(id: string): Promise<void> {
+  if (loadingMaps.has(id)) return;
+  loadingMaps.add(id);
   try {
     await loadMap(store, id);
     schedule();
   } catch (err) {
     say(describeError('Loading the chunk map', err));
+  } finally {
+    loadingMaps.delete(id);
   }
 }
 

@@ -209,6 +209,9 @@ export class EntriesTable {
       if (row.details) nodes.push(row.details.tr);
     }
     this.body.replaceChildren(...nodes);
+    // One row stays in the tab order (roving tabindex), even when a filter hid the one that was.
+    const first = this.rows.get(order[0] ?? '');
+    if (first && !order.some((id) => this.rows.get(id)?.tr.tabIndex === 0)) first.tr.tabIndex = 0;
   }
 
   private toggle(id: string): void {
