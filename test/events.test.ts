@@ -7,6 +7,7 @@ import type { ChunkMap, LiveEntry, LiveTransfer, Snapshot } from '../src/live/me
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
 import { fetchBytes, getJson, startProxy, tempDir, type Proxy } from './helpers/harness.js';
 import { connectSse, type SseClient, type SseMessage } from './helpers/sse.js';
+import { runCli, startCli } from './helpers/cli-process.js';
 
 const CHUNK = 64 * 1024;
 const JSON_TYPE = { 'content-type': 'application/json' };
@@ -91,8 +92,9 @@ describe('GET /api/events: the live event stream', () => {
       const queues = messages
         .filter((m) => m.event === 'queue')
         .map((m) => m.data as { entryId: string; queued: Array<{ chunkIndex: number; priority: string }> });
-      assert.ok(queues.length > 0);
-      assert.deepEqual(queues.at(-1), { entryId: id, queued: [] }, 'the last queue message: nothing left');
+      assert.ok(queues.every((q) => q.entryId === id));
+      const lastStart = Math.max(...started.map((m) => m.seq));
+      await sse.waitFor((m) => m.event === 'queue' && m.seq > lastStart && (m.data as { queued: unknown[] }).queued.length === 0);
       const totals = messages.filter((m) => m.event === 'totals');
       assert.ok(totals.length >= 1);
 
@@ -132,6 +134,18 @@ describe('GET /api/events: the live event stream', () => {
       const later = sse.messages
         .filter((m) => m.seq > midSeq && m.event === 'chunk-stored')
         .map((m) => m.data as { start: number; end: number });
+      const queues = sse.messages
+        .filter((m) => m.event === 'queue')
+        .map((m) => m.data as { queued: Array<{ chunkIndex: number; priority: string }> });
+      assert.ok(
+        queues.some((q) => q.queued.some((c) => c.priority === 'MEDIUM')),
+        'the pre-cache queued at MEDIUM, shown while two slots are busy',
+      );
+      for (const q of queues)
+        assert.deepEqual(
+          q.queued.map((c) => c.chunkIndex),
+          [...q.queued.map((c) => c.chunkIndex)].sort((a, b) => a - b),
+        );
       const rebuilt = union([...mid.stored, ...later.map((c): [number, number] => [c.start, c.end])]);
       const entry = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
       assert.deepEqual(rebuilt, entry.chunks);
@@ -176,7 +190,8 @@ describe('GET /api/events: the live event stream', () => {
       );
 
       // The newest id: nothing missed, nothing replayed, and the stream goes on live.
-      const current = await connectSse(`${proxy.server.url}/api/events`, { 'last-event-id': (watcher.messages.at(-1) as SseMessage).id });
+      const newest = watcher.messages.at(-1) as SseMessage;
+      const current = await connectSse(`${proxy.server.url}/api/events`, { 'last-event-id': newest.id });
       clients.push(current);
       const epoch = lastSeen.id.split(':')[0] ?? '';
       for (const bad of ['otherepoch:5', `${epoch}:99999999`, 'garbage']) {
@@ -190,7 +205,9 @@ describe('GET /api/events: the live event stream', () => {
       await proxy.cache.removeEntry(id);
       const removed = await current.waitFor((m) => m.event === 'entry-removed');
       assert.deepEqual(removed.data, { id });
-      assert.equal(current.messages[0], removed, 'the first message after the newest id is the next one');
+      assert.equal(current.messages[0]?.seq, newest.seq + 1, 'the first message after the newest id is the next one');
+      assertContinuous(current.messages);
+      assert.ok(current.messages.every((m) => m.event !== 'snapshot'));
     } finally {
       for (const c of clients) c.close();
       await proxy.close();
@@ -306,6 +323,73 @@ describe('GET /api/events: the live event stream', () => {
   });
 });
 
+describe('GET /api/events: a client that does not read', () => {
+  test('is disconnected once more than 1 MiB is queued for it, while a reading client and a stream through the proxy go on', async () => {
+    const upstream = await startUpstream();
+    const film = makeData(3 * 1024 * 1024 + 5, 21);
+    upstream.setFile('/film.mkv', film);
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 });
+    const clients: SseClient[] = [];
+    try {
+      // Entries whose messages are large (long URLs, ~6 KB each): a few rounds of changes make megabytes.
+      const ids: string[] = [];
+      for (let i = 0; i < 300; i++) {
+        ids.push(proxy.cache.addEntry({ url: `${upstream.url('/other')}?n=${i}&pad=${'p'.repeat(6000)}` }).entry.id);
+      }
+      const reader = await connectSse(`${proxy.server.url}/api/events`);
+      clients.push(reader);
+      const stalled = await connectSse(`${proxy.server.url}/api/events`, {}, { paused: true });
+      clients.push(stalled);
+      const { streamUrl } = await proxy.add(upstream.url('/film.mkv'));
+      upstream.options.bytesPerSecond = 4 * 1024 * 1024;
+      const stream = fetchBytes(streamUrl);
+      stream.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
+      for (let round = 0; round < 6; round++) {
+        const pin = round % 2 === 0;
+        const from = reader.messages.length;
+        for (const id of ids) {
+          if (pin) proxy.cache.pin(id);
+          else proxy.cache.unpin(id);
+        }
+        // Every entry's update of this round has arrived (each entry sends at most 2 a second).
+        const seen = new Set<string>();
+        await reader.waitFor((m) => {
+          const e = m.data as LiveEntry;
+          if (m.event === 'entry' && e.pinned === pin && reader.messages.indexOf(m) >= from) seen.add(e.id);
+          return seen.size === ids.length;
+        });
+      }
+      const bytes = reader.messages.reduce((sum, m) => sum + JSON.stringify(m.data).length, 0);
+      assert.ok(bytes > 8 * 1024 * 1024, `the reader got ${bytes} bytes`);
+      const res = await stream;
+      upstream.options.bytesPerSecond = undefined;
+      assert.equal(res.status, 200);
+      assert.equal(sha256(res.body), sha256(film), 'the stream is byte-exact');
+
+      stalled.resume();
+      await stalled.ended;
+      assert.ok(
+        stalled.messages.length < reader.messages.length,
+        `the stalled client got ${stalled.messages.length} of ${reader.messages.length} messages, then was cut off`,
+      );
+      assertContinuous(stalled.messages);
+      // The reader is still connected and missed nothing.
+      await proxy.cache.removeEntry(ids[0] as string);
+      await reader.waitFor((m) => m.event === 'entry-removed');
+      assertContinuous(reader.messages);
+      // The cut-off client comes back with its last id and gets what it missed (still held) or a snapshot.
+      const back = await connectSse(`${proxy.server.url}/api/events`, { 'last-event-id': (stalled.messages.at(-1) as SseMessage).id });
+      clients.push(back);
+      const first = await back.waitFor(() => true);
+      assert.ok(first.event === 'snapshot' || first.seq === (stalled.messages.at(-1) as SseMessage).seq + 1);
+    } finally {
+      for (const c of clients) c.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+});
+
 describe('GET /api/events: guarded like the rest of /api', () => {
   test('401 without the bearer token when --auth-token is set, 421 with a foreign Host; the map alike', async () => {
     const dataDir = tempDir();
@@ -333,6 +417,35 @@ describe('GET /api/events: guarded like the rest of /api', () => {
       sse?.close();
       await server.close();
       await cache.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('mediacache dashboard', () => {
+  test('serve prints a dashboard line once listening; dashboard --server prints the URL to open (exit 3 when nothing answers)', async () => {
+    const dataDir = tempDir();
+    const serve = startCli(['serve', '--port', '0', '--data-dir', dataDir, '--log-level', 'silent']);
+    try {
+      const url = await serve.url;
+      assert.ok(url, 'serve printed the URL it listens on');
+      const dash = await runCli(['dashboard', '--server', url]);
+      assert.equal(dash.code, 0, dash.stderr);
+      assert.equal(dash.stdout, `${url}/\n`);
+      const sse = await connectSse(`${url}/api/events`);
+      assert.equal((await sse.waitFor(() => true)).event, 'snapshot');
+      sse.close();
+      serve.child.kill('SIGTERM');
+      const stopped = await serve.done;
+      assert.match(stopped.stdout, new RegExp(`^mediacache listening on ${url} .*\\ndashboard: ${url}/\\n`, 'm'));
+      const down = await runCli(['dashboard', '--server', url]);
+      assert.equal(down.code, 3);
+      assert.equal(down.stdout, `${url}/\n`, 'the URL is printed even so');
+      assert.match(down.stderr, /no mediacache server answers/);
+      const bad = await runCli(['dashboard', '--server', 'not a url']);
+      assert.equal(bad.code, 2);
+    } finally {
+      serve.child.kill('SIGKILL');
       rmSync(dataDir, { recursive: true, force: true });
     }
   });

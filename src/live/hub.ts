@@ -32,7 +32,7 @@ export const LIVE_LIMITS = {
   entryMs: 500,
   totalsMs: 1000,
   playerMs: 250,
-  queueMs: 250,
+  queueMs: 500,
   keepAliveMs: 15_000,
   maxQueuedBytes: 1024 * 1024,
   replay: 4096,
@@ -118,10 +118,18 @@ export class LiveHub {
     this.clients.add(client);
   }
 
+  /**
+   * The frames after `lastEventId`, or null when a snapshot must replace them: another epoch, no
+   * longer all held, or more than a client may have queued (a replay written at once would cut
+   * the client off; a snapshot is smaller than thousands of messages).
+   */
   private missedSince(lastEventId: string | undefined): string[] | null {
     const m = /^([A-Za-z0-9_-]+):(\d{1,15})$/.exec(lastEventId?.trim() ?? '');
     if (!m || m[1] !== this.epoch) return null;
-    return this.ring.after(Number(m[2]));
+    const missed = this.ring.after(Number(m[2]));
+    let bytes = 0;
+    for (const frame of missed ?? []) bytes += frame.length;
+    return bytes > (this.options.maxQueuedBytes ?? LIVE_LIMITS.maxQueuedBytes) ? null : missed;
   }
 
   snapshot(): Snapshot {

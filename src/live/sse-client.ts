@@ -18,15 +18,21 @@ export class SseClient {
     return !this.res.destroyed && !this.res.writableEnded;
   }
 
-  /** Queues `frame`; false (and the connection closed) when the client lags too far behind. */
+  /**
+   * Queues `frame`; false (and the connection closed) when the client lags too far behind: more
+   * than the bound still queued from earlier writes. One large message (a snapshot of many
+   * entries) therefore never cuts off a client that reads.
+   */
   write(frame: string): boolean {
     if (!this.open) return false;
+    if (this.res.writableLength > this.maxQueuedBytes) {
+      this.onDropped();
+      this.res.destroy();
+      return false;
+    }
     this.res.write(frame);
     this.lastWriteAt = Date.now();
-    if (this.res.writableLength <= this.maxQueuedBytes) return true;
-    this.onDropped();
-    this.res.destroy();
-    return false;
+    return true;
   }
 
   end(): void {

@@ -18,10 +18,13 @@ export interface SseClient {
   readonly ended: Promise<void>;
   /** Resolves with the first message (from now on or already received) that matches. */
   waitFor(match: (m: SseMessage) => boolean, timeoutMs?: number): Promise<SseMessage>;
+  /** With `paused`: starts reading (until then the socket's buffers fill and the server's queue grows). */
+  resume(): void;
   close(): void;
 }
 
-export function connectSse(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
+/** Connects; with `paused` nothing is read until resume(): a client that stalls. */
+export function connectSse(url: string, headers: Record<string, string> = {}, options: { paused?: boolean } = {}): Promise<SseClient> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { headers: { accept: 'text/event-stream', ...headers } }, (res) => {
       const messages: SseMessage[] = [];
@@ -30,7 +33,7 @@ export function connectSse(url: string, headers: Record<string, string> = {}): P
       let resolveEnded: () => void = () => undefined;
       const ended = new Promise<void>((r) => (resolveEnded = r));
       res.setEncoding('utf8');
-      res.on('data', (text: string) => {
+      const onData = (text: string): void => {
         buffer += text;
         for (let cut = buffer.indexOf('\n\n'); cut >= 0; cut = buffer.indexOf('\n\n')) {
           const block = buffer.slice(0, cut);
@@ -52,7 +55,9 @@ export function connectSse(url: string, headers: Record<string, string> = {}): P
           });
         }
         for (const wake of [...waiters]) wake();
-      });
+      };
+      if (options.paused) res.pause();
+      else res.on('data', onData);
       const finish = (): void => {
         resolveEnded();
         for (const wake of [...waiters]) wake();
@@ -85,6 +90,10 @@ export function connectSse(url: string, headers: Record<string, string> = {}): P
             waiters.add(check);
             check();
           });
+        },
+        resume() {
+          res.on('data', onData);
+          res.resume();
         },
         close() {
           req.destroy();
