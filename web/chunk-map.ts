@@ -6,7 +6,7 @@
  */
 import { h } from './dom.js';
 import { formatBytes, formatOffset } from './format.js';
-import { layoutRanges, rangeAt } from './ranges.js';
+import { layoutRanges, rangeAt, rangeBytes } from './ranges.js';
 import type { Flash } from './store.js';
 import type { Player, Queued, Range, Transfer } from './types.js';
 
@@ -142,7 +142,7 @@ export class ChunkMapView {
     d.players = input.players.map((p) => `${p.playerId}@${p.position}`).join(' ');
     d.flashes = input.flashes.map((f) => `${f.reason}:${f.start}-${f.end}`).join(' ');
     d.view = span(this.view ?? [0, total - 1]);
-    const storedBytes = (input.stored ?? []).reduce((n, [a, b]) => n + b - a + 1, 0);
+    const storedBytes = rangeBytes(input.stored ?? []);
     const parts = [
       input.stored === undefined
         ? 'Stored ranges loading.'
