@@ -7,7 +7,8 @@
  * loop. The test upstream (test/helpers/upstream.ts) runs in this process next to the client: it
  * only paces bytes (30 ms latency, 20 MB/s per response), its work is the same for the direct
  * baseline and the proxy, and the rows that need raw throughput (5, 8) do not touch it.
- * Rows 10–14 (the index at 100,000 entries) live in bench/scale.ts.
+ * Rows 10–14 (the index at 100,000 entries) live in bench/scale.ts, row 15 (the live event stream)
+ * in bench/dashboard.ts.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -38,6 +39,7 @@ import {
   type Row,
 } from './lib.js';
 import { SCALE_ROWS, scaleRows, scaleSizes } from './scale.js';
+import { dashboardRow, dashboardSizes } from './dashboard.js';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -594,6 +596,7 @@ async function main(): Promise<void> {
     await attempt(6, () => memory(up, huge));
     await attempt(7, () => database(workDir));
     await attempt(SCALE_ROWS, async () => void rows.push(...(await scaleRows(up, scaleSizes(QUICK), want))));
+    await attempt(15, async () => void rows.push(await dashboardRow(up, workDir, dashboardSizes(QUICK))));
   } finally {
     await up.close();
     rmSync(workDir, { recursive: true, force: true });

@@ -131,7 +131,7 @@ function genId(i: number): string {
  * (GEN_CHUNKS rows), the others share the rest (their first chunks and the tail chunk, as a player's
  * opening leaves them). Version 1, file `<id>.v1.bin` (absent), 1 MiB chunks, sizes set.
  */
-function generate(dbFile: string, count: number, rowBudget: number): void {
+export function generate(dbFile: string, count: number, rowBudget: number): void {
   const db = new Database(dbFile);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = OFF');

@@ -4,18 +4,19 @@ import { Downloader } from './download/downloader.js';
 import type { Integrity } from './download/integrity.js';
 import type { Scheduler } from './download/scheduler.js';
 import { wireCore } from './core.js';
+import type { LiveQueries } from './live/queries.js';
 import { DemandRegistry } from './download/demand.js';
 import { Wakeups } from './download/wakeups.js';
 import { EntryReader, type ReadPath } from './read/entry-reader.js';
 import { passthrough } from './read/passthrough.js';
 import { Priority, type EntryFacts, type EntryRow } from './db/repository.js';
 import { DEFAULT_PAGE, entryPage, type EntryPageQuery } from './entry-pages.js';
-import { SqliteRepository } from './db/sqlite-repository.js';
+import { ObservedRepository } from './db/observed-repository.js';
 import { ChunkStore } from './store/chunk-store.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { EntryInputSchema, cacheKeyOf, type EntryInput } from './entry-input.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
-import { CoreEvents, type CacheEvents } from './events.js';
+import { CoreEvents, repositoryEvents, type CacheEvents } from './events.js';
 import type { CoreSnapshot } from './inspect.js';
 import { versionFileName } from './model/geometry.js';
 import { entryStatus, entrySummary, type EntryStatus, type EntrySummary } from './status.js';
@@ -41,7 +42,9 @@ export class MediaCache {
   readonly dataDir: string;
   readonly chunkSize: number;
   readonly stats: CacheStats;
-  private readonly repo: SqliteRepository;
+  /** What the live event stream reads (src/live/hub.ts). */
+  readonly live: LiveQueries;
+  private readonly repo: ObservedRepository;
   private readonly store: ChunkStore;
   private readonly events: CoreEvents;
   private readonly wakeups = new Wakeups();
@@ -70,16 +73,17 @@ export class MediaCache {
     }
     mkdirSync(path.join(this.dataDir, 'files'), { recursive: true });
     this.lock = DataDirLock.acquire(path.join(this.dataDir, 'mediacache.lock'));
-    try {
-      this.repo = new SqliteRepository(path.join(this.dataDir, 'cache.db'), options.databaseBusyTimeoutMs);
-    } catch (err) {
-      this.lock.release();
-      throw err;
-    }
     this.events = new CoreEvents(
       options.onListenerError ??
         ((error, event) => process.emitWarning(`a '${event}' listener threw: ${error.message}`, 'MediaCacheListenerWarning')),
     );
+    try {
+      const file = path.join(this.dataDir, 'cache.db');
+      this.repo = new ObservedRepository(file, options.databaseBusyTimeoutMs, repositoryEvents(this.events));
+    } catch (err) {
+      this.lock.release();
+      throw err;
+    }
     this.store = (options.createStore ?? ((root: string) => new ChunkStore(root)))(path.join(this.dataDir, 'files'));
     this.downloader = new Downloader({
       timeoutMs: options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs,
@@ -94,7 +98,7 @@ export class MediaCache {
       { stats: this.stats, meter: this.meter, counters: this.counters },
       options,
     );
-    ({ scheduler: this.scheduler, integrity: this.integrity, evictor: this.evictor, readPath: this.readPath } = core);
+    ({ scheduler: this.scheduler, integrity: this.integrity, evictor: this.evictor, readPath: this.readPath, live: this.live } = core);
   }
 
   /** Opens the cache on a data dir and resumes its persisted download queue. */

@@ -9,6 +9,7 @@ import { ErrorCodes, MediaCacheError, isMediaCacheError } from './errors.js';
 import { moveDatabaseAside } from './cli/reset-db.js';
 import { parseBitrate, parseSize } from './units.js';
 import { startActivityLog } from './stats/activity-log.js';
+import { dashboardUrl, registerDashboardCommand } from './cli/dashboard.js';
 import { CliError, EXIT, api, entryPages, jsonOption, printJson, printJsonArray, serverOption } from './cli/client.js';
 import { applyConfigFile, configOption } from './cli/config.js';
 import { describe, percent } from './cli/format.js';
@@ -195,6 +196,7 @@ program
   .action(status);
 
 registerManageCommands(program);
+registerDashboardCommand(program);
 
 interface ServeOptions {
   host: string;
@@ -269,6 +271,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const limits = cache.getLimits();
   logger.info({ maxSize: limits.maxSize, minFree: limits.minFree }, 'cache limits');
   process.stdout.write(`mediacache listening on ${server.url} (data dir ${cache.dataDir})\n`);
+  process.stdout.write(`dashboard: ${dashboardUrl(server.url)}\n`);
 
   let stopping = false;
   const stop = (signal: string): void => {

@@ -2,6 +2,7 @@ import type { CacheRepository } from './db/repository.js';
 import type { DemandRegistry } from './download/demand.js';
 import type { Downloader } from './download/downloader.js';
 import { Integrity } from './download/integrity.js';
+import { PlayerEvents } from './download/player-events.js';
 import { ReaderDemand } from './download/reader-demand.js';
 import { Scheduler } from './download/scheduler.js';
 import { StateEvents } from './download/state-events.js';
@@ -11,6 +12,7 @@ import { DEFAULTS, type CacheOptions } from './options.js';
 import { backgroundFillMode } from './policy/scheduling.js';
 import type { ReadPath } from './read/entry-reader.js';
 import { readPathOf } from './read/read-path.js';
+import { liveQueries, type LiveQueries } from './live/queries.js';
 import type { EntryCounters } from './stats/entry-counters.js';
 import type { CacheStats } from './stats/stats.js';
 import type { TransferMeter } from './stats/transfer-meter.js';
@@ -41,6 +43,8 @@ export interface Core {
   integrity: Integrity;
   evictor: Evictor;
   readPath: ReadPath;
+  /** What the live event hub reads (src/live/). */
+  live: LiveQueries;
 }
 
 /**
@@ -51,6 +55,7 @@ export interface Core {
 export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions): Core {
   const { repo, store, downloader, demand, wakeups, events } = base;
   const backgroundFill = backgroundFillMode(options.backgroundFill);
+  demand.observer = new PlayerEvents(events);
   const verifier = new ChunkVerifier(store);
   const scheduler = new Scheduler(
     repo,
@@ -89,7 +94,10 @@ export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions
         ...scheduler.transfersOf(entry.id).map((t): [number, number] => [t.start, t.end]),
       ],
       whenIdle: (entryId) => scheduler.whenIdle(entryId),
-      onRowsDropped: (entryId) => scheduler.emitState(entryId),
+      onRowsDropped: (entryId, rows) => {
+        for (const { start, end } of rows) events.emit('chunk-removed', { entryId, start, end, reason: 'evicted' });
+        scheduler.emitState(entryId);
+      },
       onRoomFreed: () => scheduler.pump(),
     },
     sinks.stats,
@@ -103,5 +111,14 @@ export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions
     lookaheadChunks: options.lookaheadChunks ?? DEFAULTS.lookaheadChunks,
     lookaheadSeconds: options.lookaheadSeconds ?? DEFAULTS.lookaheadSeconds,
   });
-  return { scheduler, integrity, evictor, readPath };
+  const live = liveQueries({
+    repo,
+    demand,
+    transfers: () => scheduler.snapshot(),
+    slotsUsed: () => scheduler.slotsUsed,
+    maxConcurrentDownloads: options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads,
+    ...sinks,
+    disk: () => evictor.report(),
+  });
+  return { scheduler, integrity, evictor, readPath, live };
 }

@@ -19,6 +19,8 @@ export interface TransferSnapshot {
   received: number;
   /** Why it was asked to stop (preempted, cancelled, invalidated, shutdown), or null. */
   stopping: string | null;
+  /** The current attempt's body rate (0 until 64 KiB arrived). */
+  bytesPerSecond: number;
 }
 
 export interface DemandSnapshot {

@@ -4,7 +4,7 @@ import { redactUrl } from './entry-input.js';
 import { coalesceRanges, deriveState, type EntryState } from './state/entry-state.js';
 
 export type PriorityName = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW';
-const PRIORITY_NAMES: readonly PriorityName[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'];
+export const PRIORITY_NAMES: readonly PriorityName[] = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'];
 
 /** An entry as the API and CLI show it. Derived from the database on every call. */
 export interface EntryStatus {

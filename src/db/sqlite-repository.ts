@@ -132,6 +132,9 @@ export class SqliteRepository implements CacheRepository {
       requeueDownloading: db.prepare(`UPDATE cache_download_queue SET status = 'queued' WHERE status = 'downloading'`),
       setPin: db.prepare('UPDATE cache_entries SET pinned = ?, pin_head_bytes = ? WHERE id = ?'),
       byLastAccess: db.prepare<[], FactsTuple>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`).raw(true),
+      recent: db
+        .prepare<[number], FactsTuple>(`${FACTS_SELECT} ORDER BY e.last_accessed DESC, e.created_at DESC, e.id DESC LIMIT ?`)
+        .raw(true),
       byLastAccessPage: db
         .prepare<[number, number, string, number], FactsTuple>(
           `${FACTS_SELECT}
@@ -295,6 +298,9 @@ export class SqliteRepository implements CacheRepository {
   entriesByLastAccessPage(after: LastAccessCursor | null, limit: number): EntryFacts[] {
     const a = after ?? { lastAccessed: -1, createdAt: -1, id: '' };
     return this.stmts.byLastAccessPage.all(a.lastAccessed, a.createdAt, a.id, limit).map(toFacts);
+  }
+  entriesByRecentAccess(limit: number): EntryFacts[] {
+    return this.stmts.recent.all(limit).map(toFacts);
   }
   entriesByLastAccess(): EntryFacts[] {
     return this.stmts.byLastAccess.all().map(toFacts);

@@ -11,14 +11,25 @@
  */
 export class DemandHandle {
   private wanted: ReadonlySet<number> = new Set();
-  /** The byte the reader reads at; its protection from eviction starts here. */
+  /** The byte the reader's demand starts at; its protection from eviction starts here. */
   position = 0;
+  /** The byte the reader reads next (moves with every piece; what a dashboard shows). */
+  readAt = 0;
   released = false;
 
   constructor(
     private readonly registry: DemandRegistry,
     readonly entryId: string,
+    /** Names the player (one reader's response) in events, unique in the process. */
+    readonly playerId: number,
   ) {}
+
+  /** The reader served bytes up to `position` (exclusive): memory only, cannot throw. */
+  moveTo(position: number): void {
+    if (this.released) return;
+    this.readAt = position;
+    this.registry.observer?.moved(this);
+  }
 
   get chunks(): ReadonlySet<number> {
     return this.wanted;
@@ -31,6 +42,7 @@ export class DemandHandle {
     const dropped = [...this.wanted].filter((i) => !next.has(i));
     this.wanted = next;
     this.position = position;
+    this.moveTo(position);
     return dropped;
   }
 
@@ -45,11 +57,19 @@ export class DemandHandle {
   }
 }
 
+/** Who hears where players read (events for the dashboard); must not throw. */
+export interface PlayerObserver {
+  moved(handle: DemandHandle): void;
+  left(handle: DemandHandle): void;
+}
+
 export class DemandRegistry {
   private readonly byEntry = new Map<string, Set<DemandHandle>>();
+  private nextPlayerId = 1;
+  observer: PlayerObserver | undefined;
 
   open(entryId: string): DemandHandle {
-    const handle = new DemandHandle(this, entryId);
+    const handle = new DemandHandle(this, entryId, this.nextPlayerId++);
     let set = this.byEntry.get(entryId);
     if (!set) this.byEntry.set(entryId, (set = new Set()));
     set.add(handle);
@@ -62,6 +82,7 @@ export class DemandRegistry {
     if (!set) return;
     set.delete(handle);
     if (set.size === 0) this.byEntry.delete(handle.entryId);
+    this.observer?.left(handle);
   }
 
   wants(entryId: string, index: number): boolean {
@@ -89,6 +110,12 @@ export class DemandRegistry {
       spans.push([h.position, (lastChunk + 1) * chunkSize - 1]);
     }
     return spans;
+  }
+
+  /** Where each player reads now (of one entry, or all). */
+  players(entryId?: string): Array<{ entryId: string; playerId: number; position: number }> {
+    const sets = entryId === undefined ? [...this.byEntry.values()] : [this.byEntry.get(entryId) ?? new Set<DemandHandle>()];
+    return sets.flatMap((set) => [...set].map((h) => ({ entryId: h.entryId, playerId: h.playerId, position: h.readAt })));
   }
 
   entries(): string[] {

@@ -62,6 +62,7 @@ export class Integrity {
     this.repo.evictChunks(entry.id, [[row.start, row.end]]);
     this.verifier.forget(entry.filePath, row.start);
     this.events.emit('chunk-invalid', { entryId: entry.id, start: row.start, end: row.end });
+    this.events.emit('chunk-removed', { entryId: entry.id, start: row.start, end: row.end, reason: 'invalid' });
     let raised = false;
     for (let i = chunkOf(row.start, entry.chunkSize); i <= chunkOf(row.end, entry.chunkSize); i++) {
       if (refetch === 'wanted' && !this.refetch.isWanted(entry.id, i)) continue;

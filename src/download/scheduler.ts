@@ -281,8 +281,8 @@ export class Scheduler implements TransferHost {
       this.retryLater();
     }
     this.wakeups.notify(t.entryId);
-    this.events.emit('download-progress', { entryId: t.entryId, chunkIndex: t.chunkIndex, position: t.start + t.written });
-    this.events.emit('download-ended', { entryId: t.entryId, chunkIndex: t.chunkIndex, outcome: result.outcome });
+    this.events.emit('download-progress', { entryId: t.entryId, chunkIndex: t.chunkIndex, start: t.start, position: t.start + t.written });
+    this.events.emit('download-ended', { entryId: t.entryId, chunkIndex: t.chunkIndex, start: t.start, outcome: result.outcome });
     this.emitState(t.entryId);
     this.pump();
   }
@@ -324,7 +324,7 @@ export class Scheduler implements TransferHost {
     if (now - (this.progressAt.get(t) ?? 0) < PROGRESS_EVENT_MS) return;
     this.progressAt.set(t, now);
     const position = t.whole ? t.whole.written : t.start + t.received;
-    this.events.emit('download-progress', { entryId: t.entryId, chunkIndex: t.chunkIndex, position });
+    this.events.emit('download-progress', { entryId: t.entryId, chunkIndex: t.chunkIndex, start: t.start, position });
   }
 
   isSoleTransfer(t: Transfer): boolean {

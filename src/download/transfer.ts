@@ -109,7 +109,8 @@ export class Transfer {
 
   snapshot(): TransferSnapshot {
     const { entryId, chunkIndex, version, priority, start, end, written, received } = this;
-    return { entryId, chunkIndex, version, priority, start, end, written, received, stopping: this.stopReason };
+    const bytesPerSecond = Math.round((this.bytesPerMs() ?? 0) * 1000);
+    return { entryId, chunkIndex, version, priority, start, end, written, received, stopping: this.stopReason, bytesPerSecond };
   }
 
   /** Bytes per millisecond of the current attempt's body so far, when enough has arrived to tell. */

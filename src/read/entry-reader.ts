@@ -122,6 +122,7 @@ export class EntryReader {
           if (inMemory) yield inMemory;
           else yield* this.readFile(filePath, pos, upTo);
           pos = upTo + 1;
+          this.handle.moveTo(pos);
           continue;
         }
       }

@@ -10,9 +10,12 @@ import { ENTRY_ID } from '../cluster/ids.js';
 import { clusterRouting, type ClusterServerOptions } from '../cluster/stream-registration.js';
 import { sendError, sendJson } from './respond.js';
 import { handleStream } from './stream-route.js';
+import { handleLive } from './live-routes.js';
+import { LiveHub } from '../live/hub.js';
 import { CacheMetrics } from './metrics.js';
 import { HostGuard, isWildcard } from './host-guard.js';
 import { isLoopbackIp } from '../policy/ip.js';
+import { serveDashboard } from './static-route.js';
 
 export interface ServerOptions {
   /** Default 127.0.0.1: a cache proxy is a local service unless asked otherwise. */
@@ -91,6 +94,8 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
     return cluster.streamUrl(id) ?? `${origin}/stream/${id}`;
   };
 
+  const hub = new LiveHub(cache, { streamUrl: (id) => streamUrlOf(undefined, id) });
+
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
     const parts = path.split('/').filter(Boolean);
@@ -128,7 +133,9 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
         `${req.method ?? 'this method'} under /api needs Content-Type: application/json (or a bearer token)`,
       );
     }
+    if (parts[0] === 'api' && handleLive(hub, parts, req, res)) return;
     if (parts[0] === 'api') return handleApi(cache, streamUrlOf, parts.slice(1), req, res);
+    if (serveDashboard(path, req, res)) return;
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok', node: nodeName });
     if (path === '/metrics' && req.method === 'GET') {
       const { contentType, body } = await metrics.render();
@@ -156,9 +163,12 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
   });
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => {
+      hub.close();
+      reject(err);
+    });
     server.listen(options.port ?? DEFAULT_PORT, host, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
       resolve();
     });
   });
@@ -176,6 +186,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
     close: () =>
       new Promise<void>((resolve) => {
         metrics.close();
+        hub.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

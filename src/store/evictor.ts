@@ -30,8 +30,8 @@ export interface EntryActivity {
   protectedSpans(entry: EntryRow): Array<[number, number]>;
   /** Resolves once no transfer of the entry runs (the evictor keeps new ones from starting). */
   whenIdle(entryId: string): Promise<void>;
-  /** Rows were dropped: the entry's state may have changed. */
-  onRowsDropped(entryId: string): void;
+  /** Rows were dropped (the inclusive ranges evicted): the entry's state may have changed. */
+  onRowsDropped(entryId: string, rows: ReadonlyArray<{ start: number; end: number }>): void;
   /** Room was made (or a pass ended): waiting downloads may start. */
   onRoomFreed(): void;
 }
@@ -263,7 +263,7 @@ export class Evictor {
         );
       // Stop background-filling what is being evicted; a reader queues what it needs again.
       this.repo.dequeueAtOrBelow(current.id, Priority.LOW);
-      this.activity.onRowsDropped(current.id);
+      this.activity.onRowsDropped(current.id, plan.drop);
       const action = plan.action;
       if (action.kind === 'delete') await this.store.truncate(current.filePath, 0);
       else if (action.kind === 'truncate') await this.store.truncate(current.filePath, action.length);
