@@ -34,8 +34,11 @@ export interface PlayerBenchContext {
   withProxy<T>(extra: string[], fn: (proxy: ProxyChild) => Promise<T>): Promise<T>;
 }
 
-const sizes = (quick: boolean) =>
-  quick ? { trials: 1, loops: 4, seekTrials: 3, probes: 3 } : { trials: 5, loops: 41, seekTrials: 7, probes: 20 };
+/** Trials per player (BENCH_PLAYER_TRIALS overrides), file size (loops of the small file), seeks, probes. */
+function sizes(quick: boolean): { trials: number; loops: number; seekTrials: number; probes: number } {
+  const base = quick ? { trials: 1, loops: 4, seekTrials: 3, probes: 3 } : { trials: 7, loops: 41, seekTrials: 7, probes: 20 };
+  return { ...base, trials: Number(process.env.BENCH_PLAYER_TRIALS) || base.trials };
+}
 
 // ---- media ----------------------------------------------------------------------------------------
 
@@ -219,7 +222,11 @@ export async function playersRow(ctx: PlayerBenchContext, id: 16 | 17): Promise<
   return withUpstream((up) =>
     ctx.withProxy([], async (proxy) => {
       const results: PlayerTimes[] = [];
-      for (const player of PLAYERS) results.push(await timePlayer(ctx, up, proxy, file, player, trials));
+      // BENCH_PLAYERS=ffmpeg,mpv runs some of them (for looking into one).
+      const only = process.env.BENCH_PLAYERS?.toLowerCase().split(',');
+      for (const player of PLAYERS.filter((p) => !only || only.includes(p.name.toLowerCase()))) {
+        results.push(await timePlayer(ctx, up, proxy, file, player, trials));
+      }
       const fmt = (xs: number[]): string => `${(median(xs) / 1000).toFixed(2)} s`;
       const worst = Math.max(...results.map((r) => r.ratio));
       return {
