@@ -347,7 +347,8 @@ export async function probeScan(ctx: PlayerBenchContext): Promise<Row> {
       const probesMs = performance.now() - t0;
       const upstreamBytes = (): number => proxyPaths.reduce((sum, p) => sum + up.bytesSent(p), 0);
       const atEnd = upstreamBytes();
-      await sleep(3000);
+      const quietMs = ctx.quick ? 1000 : 3000;
+      await sleep(quietMs);
       const later = upstreamBytes();
       if (process.env.BENCH_DEBUG) for (const p of proxyPaths.slice(0, 3)) ctx.log(`row 19 ${p}: ${requestLog(up, p, t0)}`);
       const chunk = 10 * MiB;
@@ -357,7 +358,7 @@ export async function probeScan(ctx: PlayerBenchContext): Promise<Row> {
       const mib = (x: number): string => `${(x / MiB).toFixed(1)} MiB`;
       return {
         id: 19,
-        scenario: `ffprobe scan: ${probes} cold ${(size / MB).toFixed(0)} MB entries probed one after another under --background-fill played (upstream ${LATENCY_MS} ms, 4 MB/s), upstream bytes when the probes ended and 3 s later`,
+        scenario: `ffprobe scan: ${probes} cold ${(size / MB).toFixed(0)} MB entries probed one after another under --background-fill played (upstream ${LATENCY_MS} ms, 4 MB/s), upstream bytes when the probes ended and ${quietMs / 1000} s later`,
         proxy: `${mib(atEnd)} upstream, +${mib(later - atEnd)} after the probes (${(probesMs / 1000).toFixed(1)} s)`,
         baseline: `${mib(read)} read by the probes direct + ${mib(opening)} opening (head and tail chunk each)`,
         diff: `${(atEnd / budget).toFixed(2)} × budget`,
