@@ -40,6 +40,7 @@ import {
 } from './lib.js';
 import { SCALE_ROWS, scaleRows, scaleSizes } from './scale.js';
 import { dashboardRow, dashboardSizes } from './dashboard.js';
+import { playersRow, probeScan, seekInRunningChunk, type PlayerBenchContext } from './players.js';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -597,6 +598,12 @@ async function main(): Promise<void> {
     await attempt(7, () => database(workDir));
     await attempt(SCALE_ROWS, async () => void rows.push(...(await scaleRows(up, scaleSizes(QUICK), want))));
     await attempt(15, async () => void rows.push(await dashboardRow(up, workDir, dashboardSizes(QUICK))));
+    // Rows 16–19: real players (bench/players.ts, their own 20 ms / 4 MB/s upstream).
+    const players: PlayerBenchContext = { quick: QUICK, log, withProxy };
+    await attempt(16, async () => void rows.push(await playersRow(players, 16)));
+    await attempt(17, async () => void rows.push(await playersRow(players, 17)));
+    await attempt(18, async () => void rows.push(await seekInRunningChunk(players)));
+    await attempt(19, async () => void rows.push(await probeScan(players)));
   } finally {
     await up.close();
     rmSync(workDir, { recursive: true, force: true });

@@ -102,12 +102,13 @@ export class ReaderDemand {
       changed = true;
       prefetching ??= this.core.queue.isPrefetching(entryId);
       const fallback = priorityWithoutReaders(prefetching, this.core.queue.fills(entryId));
-      const running = this.core.transfersOf(entryId).find((t) => t.chunkIndex === index);
+      // Both halves of a split chunk: stopping only one left the other fetching for nobody.
+      const running = this.core.transfersOf(entryId).filter((t) => t.chunkIndex === index);
       if (fallback !== null) {
         this.repo.setQueuePriority(entryId, index, fallback);
-        if (running) running.priority = fallback;
-      } else if (running) {
-        running.stop('cancelled');
+        for (const t of running) t.priority = fallback;
+      } else if (running.length > 0) {
+        for (const t of running) t.stop('cancelled');
       } else {
         this.repo.dequeue(entryId, index);
       }
