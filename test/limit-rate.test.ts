@@ -13,13 +13,13 @@ const MB = 1_000_000;
 const CHUNK = 512 * 1024;
 const TRANSFERS = 3;
 /**
- * What may pass beyond rate × window: the bucket's capacity (a quarter second of the rate), the
+ * What may pass beyond rate × window: the bucket's capacity (a tenth of a second of the rate), the
  * piece each transfer holds while it waits (≤ 64 KiB), and what sits in the sockets. The upstream
  * counts bytes as written into its socket, and on loopback the kernel's buffers take a whole
  * reply of 512 KiB before backpressure reaches it: up to one chunk per transfer is in flight.
  * Plus 256 KiB of slack.
  */
-const burst = (rate: number): number => rate / 4 + TRANSFERS * (64 * 1024 + CHUNK) + 256 * 1024;
+const burst = (rate: number): number => rate / 10 + TRANSFERS * (64 * 1024 + CHUNK) + 256 * 1024;
 /** The window each test measures (long enough for the budget to dwarf the burst only in a failing run). */
 const WINDOW_MS = 2000;
 

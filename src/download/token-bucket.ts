@@ -22,8 +22,11 @@ export interface BucketWait {
   release: () => void;
 }
 
-/** How many seconds of the rate the bucket holds: smooth, yet a late timer loses no tokens. */
-const CAPACITY_S = 0.25;
+/**
+ * How many seconds of the rate the bucket holds: a timer up to that late loses no tokens, and a
+ * pause (every transfer pre-empted by a player) earns at most that much of a burst afterwards.
+ */
+const CAPACITY_S = 0.1;
 const MIN_CAPACITY = 64 * 1024;
 
 export class TokenBucket {
@@ -39,7 +42,7 @@ export class TokenBucket {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.capacity = capacityOf(rate);
-    this.tokens = this.capacity;
+    this.tokens = 0; // no burst at the start: the first piece goes, the rate holds from there
     this.stamp = now();
   }
 
@@ -62,11 +65,13 @@ export class TokenBucket {
     return wait;
   }
 
-  /** Lets a wait go without charging it (its transfer is no longer limited here, or stopped). */
+  /** Lets a wait go now (its transfer is no longer limited here, or stopped), charged: its piece did arrive. */
   cancel(wait: BucketWait): void {
     const i = this.waiters.indexOf(wait);
     if (i < 0) return;
     this.waiters.splice(i, 1);
+    this.refill();
+    this.tokens -= wait.bytes;
     wait.release();
     this.reschedule();
   }

@@ -198,7 +198,7 @@ test('Bandwidth: raising a waiting transfer to CRITICAL lets it go at once; unde
 test('TokenBucket: waiters go by rank, then arrival, each charged when it goes', async () => {
   let now = 0;
   const bucket = new TokenBucket(1_000_000, () => now);
-  assert.equal(bucket.take(300_000, LOW), undefined); // capacity 250 kB: 50 kB in debt
+  assert.equal(bucket.take(300_000, LOW), undefined); // it starts empty: 300 kB in debt
   const order: string[] = [];
   const waits = [
     ['low-1', bucket.take(10, LOW)],
@@ -218,7 +218,7 @@ test('TokenBucket: waiters go by rank, then arrival, each charged when it goes',
   await Promise.all(waits.map(([, w]) => w?.done));
   await lateCritical.done;
   assert.deepEqual(order, ['critical', 'raised', 'medium', 'low-1', 'low-2']);
-  // A cancelled wait goes without being charged.
+  // A cancelled wait goes at once (a stopped or raised transfer does not wait for the timer).
   assert.equal(bucket.take(400_000, LOW), undefined);
   const cancelled = bucket.take(1_000_000, LOW);
   assert.ok(cancelled);
