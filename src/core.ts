@@ -75,6 +75,7 @@ export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions
     },
     new StateEvents(repo, events, sinks.counters),
   );
+  bandwidth.onSwitch = () => scheduler.pump();
   const integrity = new Integrity(
     repo,
     verifier,

@@ -1,5 +1,5 @@
 import { Priority } from '../db/repository.js';
-import { rateAt, type Rate, type RateAt, type RateSchedule } from '../policy/rate-limit.js';
+import { backgroundTransfers, rateAt, type Rate, type RateAt, type RateSchedule } from '../policy/rate-limit.js';
 import { TransferMeter } from '../stats/transfer-meter.js';
 import { TokenBucket, type BucketWait } from './token-bucket.js';
 
@@ -32,6 +32,11 @@ export interface Pacer {
   /** Undefined when the transfer may read on now; else resolves when it may (or was stopped). */
   pace(t: Paced, bytes: number, signal: AbortSignal): Promise<void> | undefined;
   priorityChanged(t: Paced): void;
+  /**
+   * Whether background work already runs on as many transfers as a limit in force needs (then no
+   * more start: they would only share the bucket), at the upstream's measured rate per transfer.
+   */
+  backgroundFull(running: readonly Paced[], perTransferBytesPerMs: number | null, max: number): boolean;
 }
 
 export interface LimitSnapshot {
@@ -76,6 +81,8 @@ export class Bandwidth implements Pacer {
   private readonly bytes = [0, 0, 0, 0];
   private readonly meter = new TransferMeter(() => undefined);
   private timer: NodeJS.Timeout | undefined;
+  /** Called when a timetable switched (the scheduler pumps: more background transfers may start). */
+  onSwitch: () => void = () => undefined;
 
   constructor(
     schedules: { background?: RateSchedule; all?: RateSchedule },
@@ -114,6 +121,12 @@ export class Bandwidth implements Pacer {
     else h.bucket.cancel(h.wait);
   }
 
+  backgroundFull(running: readonly Paced[], perTransferBytesPerMs: number | null, max: number): boolean {
+    const rates = this.limits.map((l) => l.now.bytesPerSecond).filter((r): r is number => r !== null);
+    const cap = backgroundTransfers(rates.length === 0 ? null : Math.min(...rates), perTransferBytesPerMs, max);
+    return cap < max && running.filter((t) => covers('background', t.priority)).length >= cap;
+  }
+
   /** Bytes received from the upstream by a transfer of this priority. */
   noteBytes(priority: Priority, bytes: number): void {
     this.bytes[priority] = (this.bytes[priority] ?? 0) + bytes;
@@ -132,7 +145,11 @@ export class Bandwidth implements Pacer {
       if (limit.now.next) nextAt = Math.min(nextAt, limit.now.next.at.getTime());
     }
     if (nextAt === Infinity) return;
-    this.timer = setTimeout(() => this.refresh(), Math.max(0, nextAt - now) + SWITCH_MARGIN_MS);
+    const switched = (): void => {
+      this.refresh();
+      this.onSwitch();
+    };
+    this.timer = setTimeout(switched, Math.max(0, nextAt - now) + SWITCH_MARGIN_MS);
     this.timer.unref();
   }
 

@@ -193,7 +193,9 @@ export class Scheduler implements TransferHost {
       const next = this.repo.nextQueued();
       if (!next) return;
       const running = this.transfers.takingSlots();
-      if (running.length >= this.options.maxConcurrentDownloads) {
+      const { maxConcurrentDownloads: max, bandwidth } = this.options;
+      if (next.priority >= Priority.MEDIUM && bandwidth?.backgroundFull(running, this.upstream.bytesPerMs, max)) return; // enough for the limit
+      if (running.length >= max) {
         const victim = pickVictim(running, next.priority);
         if (!victim) return;
         victim.stop('preempted');

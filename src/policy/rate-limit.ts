@@ -114,3 +114,15 @@ export function rateScheduleOf(limit: number | string | undefined): RateSchedule
   if (!Number.isSafeInteger(limit) || limit < 0) throw invalid(`rate limit must be a non-negative integer of bytes per second`);
   return { text: String(limit), slots: [{ minuteOfWeek: 0, bytesPerSecond: limit === 0 ? null : limit }] };
 }
+
+/**
+ * How many background transfers may run under a limit: as many as reaching it takes at the
+ * upstream's measured rate per transfer (one while unmeasured: a transfer held back by the limit
+ * is never measured, and one that is not held back raises the count). More would only share the
+ * same bucket, and each keeps a socket's buffers full that a pre-emption throws away.
+ */
+export function backgroundTransfers(limit: Rate, perTransferBytesPerMs: number | null, max: number): number {
+  if (limit === null) return max;
+  if (perTransferBytesPerMs === null || perTransferBytesPerMs <= 0) return 1;
+  return Math.max(1, Math.min(max, Math.ceil(limit / (perTransferBytesPerMs * 1000))));
+}

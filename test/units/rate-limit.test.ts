@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Priority } from '../../src/db/repository.js';
 import { ErrorCodes, isMediaCacheError } from '../../src/errors.js';
-import { parseRate, parseRateSchedule, rateAt, rateScheduleOf, type Rate } from '../../src/policy/rate-limit.js';
+import { backgroundTransfers, parseRate, parseRateSchedule, rateAt, rateScheduleOf, type Rate } from '../../src/policy/rate-limit.js';
 import { Bandwidth } from '../../src/download/bandwidth.js';
 import { TokenBucket } from '../../src/download/token-bucket.js';
 
@@ -225,4 +225,37 @@ test('TokenBucket: waiters go by rank, then arrival, each charged when it goes',
   bucket.cancel(cancelled);
   await cancelled.done;
   bucket.releaseAll();
+});
+
+test('backgroundTransfers: as many background transfers as reaching the limit takes at the measured rate, one while unmeasured', () => {
+  const cases: Array<[Rate, number | null, number, number]> = [
+    // [limit B/s, upstream bytes/ms per transfer, max, expected]
+    [null, null, 3, 3],
+    [null, 20_000, 3, 3],
+    [2_000_000, null, 3, 1],
+    [2_000_000, 20_000, 3, 1], // 20 MB/s per transfer: one is plenty
+    [50_000_000, 20_000, 3, 3], // 2.5 transfers' worth
+    [50_000_000, 20_000, 2, 2], // never more than the slots
+    [30_000_000, 20_000, 3, 2],
+    [2_000_000, 1_000, 3, 2], // a slow upstream (1 MB/s per transfer)
+    [2_000_000, 0, 3, 1],
+  ];
+  for (const [limit, rate, max, expected] of cases)
+    assert.equal(backgroundTransfers(limit, rate, max), expected, `${limit} ${rate} ${max}`);
+});
+
+test('Bandwidth.backgroundFull: under a limit no more background transfers than it needs; without one, never full', () => {
+  const limited = new Bandwidth({ background: parseRateSchedule('2MB/s') });
+  const free = new Bandwidth({});
+  try {
+    const t = (priority: Priority) => ({ priority });
+    assert.equal(limited.backgroundFull([], null, 3), false);
+    assert.equal(limited.backgroundFull([t(CRITICAL), t(HIGH)], null, 3), false, 'playback does not count');
+    assert.equal(limited.backgroundFull([t(MEDIUM)], null, 3), true);
+    assert.equal(limited.backgroundFull([t(LOW)], 1_000, 3), false, 'a slow upstream gets a second transfer');
+    assert.equal(free.backgroundFull([t(LOW), t(LOW), t(MEDIUM)], null, 3), false);
+  } finally {
+    limited.close();
+    free.close();
+  }
 });
