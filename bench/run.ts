@@ -41,6 +41,7 @@ import {
 import { SCALE_ROWS, scaleRows, scaleSizes } from './scale.js';
 import { dashboardRow, dashboardSizes } from './dashboard.js';
 import { playersRow, probeScan, seekInRunningChunk, type PlayerBenchContext } from './players.js';
+import { limitRow } from './limit.js';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -594,6 +595,7 @@ async function main(): Promise<void> {
       await attempt(3, () => seekOverfetch(up, proxy, media));
       await attempt(9, () => seekStorm(up, proxy, media));
     });
+    await attempt(20, async () => void rows.push(await limitRow(up, { quick: QUICK, media, mediaSize: S.media, trials: S.coldTrials })));
     await attempt(6, () => memory(up, huge));
     await attempt(7, () => database(workDir));
     await attempt(SCALE_ROWS, async () => void rows.push(...(await scaleRows(up, scaleSizes(QUICK), want))));

@@ -1,6 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Downloader } from './download/downloader.js';
+import { Bandwidth, type BandwidthSnapshot } from './download/bandwidth.js';
+import { rateScheduleOf } from './policy/rate-limit.js';
 import type { Integrity } from './download/integrity.js';
 import type { Scheduler } from './download/scheduler.js';
 import { wireCore } from './core.js';
@@ -61,6 +63,7 @@ export class MediaCache {
   private readonly maxConcurrentDownloads: number;
   private readonly upstreamPolicy: UpstreamPolicy;
   private readonly ids: EntryIds | undefined;
+  private readonly bandwidth: Bandwidth;
   private closing: Promise<void> | undefined;
 
   private constructor(options: CacheOptions) {
@@ -68,6 +71,7 @@ export class MediaCache {
     this.chunkSize = options.chunkSize ?? DEFAULTS.chunkSize;
     this.upstreamPolicy = upstreamPolicy(options.allowedUpstreamHosts, options.allowLinkLocalUpstreams);
     this.ids = options.clusterSecret === undefined ? undefined : new EntryIds(options.clusterSecret);
+    this.bandwidth = new Bandwidth({ background: rateScheduleOf(options.limitRate), all: rateScheduleOf(options.limitRateAll) });
     if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize < 1) {
       throw new MediaCacheError(ErrorCodes.INVALID_INPUT, `chunk size must be a positive integer`);
     }
@@ -95,7 +99,7 @@ export class MediaCache {
     this.maxConcurrentDownloads = options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads;
     const core = wireCore(
       { repo: this.repo, store: this.store, downloader: this.downloader, demand: this.demand, wakeups: this.wakeups, events: this.events },
-      { stats: this.stats, meter: this.meter, counters: this.counters },
+      { stats: this.stats, meter: this.meter, counters: this.counters, bandwidth: this.bandwidth },
       options,
     );
     ({ scheduler: this.scheduler, integrity: this.integrity, evictor: this.evictor, readPath: this.readPath, live: this.live } = core);
@@ -332,8 +336,9 @@ export class MediaCache {
   }
 
   /** Persisted totals plus disk usage against the limits; constant time at any number of entries. */
-  statistics(): { totals: StatTotals; disk: DiskUsageSummary; entries: number } {
-    return { totals: this.stats.totals(), disk: this.evictor.report(), entries: this.counters.totals().entries };
+  statistics(): { totals: StatTotals; disk: DiskUsageSummary; entries: number; bandwidth: BandwidthSnapshot } {
+    const bandwidth = this.bandwidth.snapshot();
+    return { totals: this.stats.totals(), disk: this.evictor.report(), entries: this.counters.totals().entries, bandwidth };
   }
 
   /** Entries by state and stored bytes, maintained as entries change (for metrics). */
@@ -369,6 +374,7 @@ export class MediaCache {
       await this.downloader.close();
       await this.store.close();
       this.stats.close();
+      this.bandwidth.close();
       this.repo.close();
       this.lock.release();
     })();

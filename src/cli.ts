@@ -8,11 +8,14 @@ import { startServer, isLoopback, DEFAULT_HOST, DEFAULT_PORT } from './server/ht
 import { ErrorCodes, MediaCacheError, isMediaCacheError } from './errors.js';
 import { moveDatabaseAside } from './cli/reset-db.js';
 import { parseBitrate, parseSize } from './units.js';
+import { parseRateSchedule } from './policy/rate-limit.js';
 import { startActivityLog } from './stats/activity-log.js';
 import { dashboardUrl, registerDashboardCommand } from './cli/dashboard.js';
 import { CliError, EXIT, api, entryPages, jsonOption, printJson, printJsonArray, serverOption } from './cli/client.js';
 import { applyConfigFile, configOption } from './cli/config.js';
 import { describe, percent } from './cli/format.js';
+import { bandwidthLine } from './cli/bandwidth-format.js';
+import type { BandwidthSnapshot } from './download/bandwidth.js';
 import { registerManageCommands, sizeArg } from './cli/manage.js';
 
 // Many players read cached files at once: give libuv's file I/O pool room beyond its default 4
@@ -48,6 +51,16 @@ const sizeOrZero = (value: string): number => {
   const n = parseSize(value);
   if (n === undefined) throw new InvalidArgumentError('expected a size such as 0, 2GB or 500MiB.');
   return n;
+};
+
+/** A rate or timetable, checked here (a usage error) and handed on as written. */
+const rateLimit = (value: string): string => {
+  try {
+    parseRateSchedule(value);
+  } catch (err) {
+    throw new InvalidArgumentError(`${(err as Error).message} (${ErrorCodes.INVALID_INPUT})`);
+  }
+  return value;
 };
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
@@ -108,6 +121,22 @@ program
       .default('played'),
   )
   .addOption(new Option('--no-background-fill', 'the same as --background-fill never'))
+  .addOption(
+    new Option(
+      '--limit-rate <rate>',
+      "bytes per second for background work (pre-cache, background fill), one bucket shared by all of it: 2MB/s, 512KiB, off, or a timetable '08:00,1M 23:00,off'",
+    )
+      .env('MEDIACACHE_LIMIT_RATE')
+      .argParser(rateLimit),
+  )
+  .addOption(
+    new Option(
+      '--limit-rate-all <rate>',
+      'bytes per second for every upstream transfer, playback first within it (same forms as --limit-rate)',
+    )
+      .env('MEDIACACHE_LIMIT_RATE_ALL')
+      .argParser(rateLimit),
+  )
   .addOption(
     new Option('--max-size <size>', 'disk the cached files may use (allocated blocks), e.g. 50GB')
       .env('MEDIACACHE_MAX_SIZE')
@@ -208,6 +237,8 @@ interface ServeOptions {
   lookaheadS: number;
   waitTimeoutS: number;
   backgroundFill: BackgroundFill | false;
+  limitRate?: string;
+  limitRateAll?: string;
   maxSize?: number;
   minFree: number;
   cleanupIntervalS: number;
@@ -240,6 +271,8 @@ async function serve(opts: ServeOptions): Promise<void> {
     lookaheadSeconds: opts.lookaheadS,
     waitTimeoutMs: opts.waitTimeoutS * 1000,
     backgroundFill: opts.backgroundFill === false ? ('never' as const) : opts.backgroundFill,
+    limitRate: opts.limitRate,
+    limitRateAll: opts.limitRateAll,
     maxSize: opts.maxSize,
     minFree: opts.minFree,
     cleanupIntervalMs: opts.cleanupIntervalS * 1000,
@@ -335,6 +368,8 @@ async function status(id: string | undefined, opts: { json?: boolean; server: st
     return;
   }
   if (opts.json) return printJsonArray(entryPages(opts.server));
+  const { bandwidth } = (await api(opts.server, '/api/stats')).body as { bandwidth?: BandwidthSnapshot };
+  if (bandwidth && (bandwidth.limitRate || bandwidth.limitRateAll)) process.stdout.write(bandwidthLine(bandwidth));
   let any = false;
   for await (const entries of entryPages(opts.server)) {
     for (const e of entries) process.stdout.write(`${e.id}  ${e.state.padEnd(12)} ${percent(e).padStart(6)}  ${e.url}\n`);

@@ -1,5 +1,6 @@
 import type { CacheRepository } from './db/repository.js';
 import type { DemandRegistry } from './download/demand.js';
+import type { Bandwidth } from './download/bandwidth.js';
 import type { Downloader } from './download/downloader.js';
 import { Integrity } from './download/integrity.js';
 import { PlayerEvents } from './download/player-events.js';
@@ -31,11 +32,12 @@ export interface CoreBase {
   events: CoreEvents;
 }
 
-/** Where the core reports what it did (statistics, rates, maintained counters). */
+/** Where the core reports what it did (statistics, rates, maintained counters), and the limits it is paced by. */
 export interface CoreSinks {
   stats: CacheStats;
   meter: TransferMeter;
   counters: EntryCounters;
+  bandwidth: Bandwidth;
 }
 
 export interface Core {
@@ -54,6 +56,7 @@ export interface Core {
  */
 export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions): Core {
   const { repo, store, downloader, demand, wakeups, events } = base;
+  const { bandwidth } = sinks;
   const backgroundFill = backgroundFillMode(options.backgroundFill);
   demand.observer = new PlayerEvents(events);
   const verifier = new ChunkVerifier(store);
@@ -69,10 +72,15 @@ export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions
       maxConcurrentDownloads: options.maxConcurrentDownloads ?? DEFAULTS.maxConcurrentDownloads,
       backgroundFill,
       retry: { ...DEFAULTS.retry, ...options.retry },
+      bandwidth: bandwidth.limited ? bandwidth : undefined,
     },
-    (entryId, bytes) => sinks.meter.record(entryId, bytes),
+    (entryId, bytes, priority) => {
+      sinks.meter.record(entryId, bytes);
+      bandwidth.noteBytes(priority, bytes);
+    },
     new StateEvents(repo, events, sinks.counters),
   );
+  bandwidth.onSwitch = () => scheduler.pump();
   const integrity = new Integrity(
     repo,
     verifier,

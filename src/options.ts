@@ -23,6 +23,17 @@ export interface CacheOptions {
    */
   backgroundFill?: boolean | BackgroundFill;
   retry?: Partial<RetryPolicy>;
+  /**
+   * Caps background work (LOW and MEDIUM: background fill, pre-cache) as one token bucket shared
+   * by all its transfers: bytes per second, or the CLI's text — `'2MB/s'`, `'512KiB'`, `'off'`, or a
+   * timetable `'08:00,1M 23:00,off'` (`Mon-08:00,…` for one day of the week). Default: no limit.
+   */
+  limitRate?: number | string;
+  /**
+   * Caps every upstream transfer, playback included (the same forms as `limitRate`): one bucket in
+   * which playback goes first. With both set, background work passes both. Default: no limit.
+   */
+  limitRateAll?: number | string;
   /** Upstream timeout for headers and between body pieces. Default 30 s. */
   upstreamTimeoutMs?: number;
   /** Builds the chunk store on its directory: a seam for tests (a full disk) and embedders. */

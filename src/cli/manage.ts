@@ -8,6 +8,7 @@ import { formatBytes, parseSize } from '../units.js';
 import { CliError, EXIT, api, entryPages, jsonOption, postJson, printJson, printJsonArray, serverOption } from './client.js';
 import { configOption } from './config.js';
 import { mergeEntries, serverList, sumStats, type NodeEntry, type NodeStats } from './merge.js';
+import { describeLimit, describeUpstream } from './bandwidth-format.js';
 import { columnWidths, formatDuration, formatRows, percent, pinText, shortTime } from './format.js';
 
 const POLL_MS = 250;
@@ -239,6 +240,13 @@ async function stats(many: ServersOpts): Promise<void> {
     `evictions:           ${t.evictions} (${formatBytes(t.evictedBytes)})`,
     `disk used:           ${formatBytes(s.disk.usedBytes)} of ${formatBytes(s.disk.limits.maxSize)}`,
     `disk free:           ${formatBytes(s.disk.freeBytes)} (keeping ${formatBytes(s.disk.limits.minFree)})`,
+    ...(s.bandwidth
+      ? [
+          `limit (background):  ${describeLimit(s.bandwidth.limitRate)}`,
+          `limit (all):         ${describeLimit(s.bandwidth.limitRateAll)}`,
+          `upstream now:        ${describeUpstream(s.bandwidth)}`,
+        ]
+      : []),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }

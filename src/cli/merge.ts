@@ -1,6 +1,7 @@
 import type { EntryStatus } from '../status.js';
 import type { StatTotals } from '../stats/stats.js';
 import type { DiskUsageSummary } from '../store/evictor.js';
+import type { BandwidthSnapshot, LimitSnapshot } from '../download/bandwidth.js';
 
 /** `--server URL[,URL…]`: several nodes of a cluster, asked one by one and merged. */
 export function serverList(value: string): string[] {
@@ -37,6 +38,8 @@ export interface NodeStats {
   totals: StatTotals;
   disk: DiskUsageSummary;
   entries: number;
+  /** Absent from nodes older than the bandwidth limits. */
+  bandwidth?: BandwidthSnapshot;
 }
 
 /** Totals of several nodes: counters, bytes and limits add up (each node has its own disk). */
@@ -53,5 +56,27 @@ export function sumStats(list: readonly NodeStats[]): NodeStats {
     disk.limits.minFree += s.disk.limits.minFree;
     entries += s.entries;
   }
-  return { totals, disk, entries };
+  return { totals, disk, entries, bandwidth: sumBandwidth(list.map((s) => s.bandwidth)) };
+}
+
+/** Upstream bytes and rates add up; a limit adds up only when every node has one now (else: none). */
+function sumBandwidth(list: ReadonlyArray<BandwidthSnapshot | undefined>): BandwidthSnapshot | undefined {
+  const all = list.filter((b): b is BandwidthSnapshot => b !== undefined);
+  const first = all[0];
+  if (!first || all.length < list.length) return undefined;
+  const sumLimit = (pick: (b: BandwidthSnapshot) => LimitSnapshot | null): LimitSnapshot | null => {
+    const limits = all.map(pick);
+    if (limits.some((l) => l === null || l.bytesPerSecond === null)) return null;
+    const bytesPerSecond = limits.reduce((sum, l) => sum + (l?.bytesPerSecond ?? 0), 0);
+    return { timetable: `sum of ${limits.length} nodes`, bytesPerSecond, next: null };
+  };
+  const upstream = structuredClone(first.upstream);
+  for (const b of all.slice(1)) {
+    for (const [name, u] of Object.entries(b.upstream) as Array<[keyof typeof upstream, { bytes: number; bytesPerSecond: number }]>) {
+      upstream[name].bytes += u.bytes;
+      upstream[name].bytesPerSecond += u.bytesPerSecond;
+    }
+  }
+  const waiting = all.reduce((sum, b) => sum + b.waiting, 0);
+  return { limitRate: sumLimit((b) => b.limitRate), limitRateAll: sumLimit((b) => b.limitRateAll), waiting, upstream };
 }

@@ -26,6 +26,12 @@ export interface RangeRequest {
   /** Called for each body piece in order; the next piece is not read until it resolves (backpressure). */
   onData(position: number, data: Buffer): Promise<void>;
   /**
+   * Called after each piece (a bandwidth limit): while the promise it returns is pending the reply
+   * is not read, so the socket stops and TCP backpressure holds the upstream; the idle timeout is
+   * suspended meanwhile (a deliberate pause is not a stalled upstream).
+   */
+  pace?(bytes: number): Promise<void> | undefined;
+  /**
    * When set, an upstream that ignores Range (200 with the whole body, same version) is not an
    * error: this is called before onMetadata, and onData then receives the whole file from byte 0.
    */
@@ -132,7 +138,7 @@ export class Downloader {
         throw badReply(`Content-Length ${declared} does not match Content-Range ${start}-${end}`);
       }
       req.onMetadata(metadataOf(res.headers, total));
-      return await readBody(res, start, length, req);
+      return await readBody(res, start, length, req, this.timeoutMs);
     } catch (err) {
       // A reply we stop reading must not go back to the pool: destroy its socket.
       res.destroy();
@@ -220,7 +226,7 @@ export class Downloader {
     const length = Number(declared);
     req.onWholeBody?.();
     req.onMetadata(metadataOf(res.headers, length));
-    return readBody(res, 0, length, req);
+    return readBody(res, 0, length, req, this.timeoutMs);
   }
 
   close(): Promise<void> {
@@ -252,13 +258,23 @@ function guardSocket(socket: NodeJS.EventEmitter): void {
   socket.on('error', () => undefined);
 }
 
-/** Hands the body to onData piece by piece (async iteration pauses the socket while onData runs). */
-async function readBody(res: IncomingMessage, start: number, length: number, req: RangeRequest): Promise<number> {
+/**
+ * Hands the body to onData piece by piece. Async iteration reads the next piece only when asked:
+ * while onData or a pace runs, the reply's buffer fills, the parser stops reading the socket
+ * (readStop) and the kernel's window closes, so the upstream waits; nothing piles up here.
+ */
+async function readBody(res: IncomingMessage, start: number, length: number, req: RangeRequest, timeoutMs: number): Promise<number> {
   let received = 0;
   for await (const piece of res as AsyncIterable<Buffer>) {
     if (received + piece.length > length) throw badReply(`body longer than ${length} bytes`, true);
     await req.onData(start + received, piece);
     received += piece.length;
+    const paused = req.pace?.(piece.length);
+    if (paused) {
+      res.socket?.setTimeout(0);
+      await paused;
+      res.socket?.setTimeout(timeoutMs);
+    }
   }
   if (received !== length) throw badReply(`body ended after ${received} of ${length} bytes`, true);
   return received;

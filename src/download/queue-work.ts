@@ -41,14 +41,18 @@ export class QueueWork {
     return this.repo.queueFor(entryId).some((r) => r.priority === Priority.MEDIUM);
   }
 
-  /** Once the size is known: head and tail at HIGH, the rest as openingPlan() says. */
-  queueOpening(entry: EntryRow, raise: Raise): void {
+  /**
+   * Once the size is known: head and tail at HIGH, the rest as openingPlan() says. Opened by
+   * background work (a pre-cache nobody plays yet), head and tail are background work too: at
+   * HIGH they would pass `--limit-rate` (a reader raises what it needs when it comes).
+   */
+  queueOpening(entry: EntryRow, raise: Raise, background = false): void {
     const current = this.repo.getEntry(entry.id);
     if (!current || current.version !== entry.version) return;
     const plan = openingPlan(chunkCount(current), this.isPrefetching(entry.id), this.fills(entry.id));
     // One millisecond earlier than readers' lookahead, so head and tail sort before it.
     const early = Date.now() - 1;
-    for (const index of plan.high) raise(current, index, Priority.HIGH, early);
+    if (!background) for (const index of plan.high) raise(current, index, Priority.HIGH, early);
     if (plan.rest !== null) this.enqueueMissing(current, plan.rest);
   }
 

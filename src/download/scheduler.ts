@@ -17,6 +17,7 @@ import { StateEvents } from './state-events.js';
 import { applyOutcome } from './outcome.js';
 import { acceptMetadata } from './metadata.js';
 import { Transfer, type TransferHost, type TransferResult } from './transfer.js';
+import type { Pacer } from './bandwidth.js';
 import type { Wakeups } from './wakeups.js';
 
 /**
@@ -40,6 +41,8 @@ export interface SchedulerOptions {
   /** When missing chunks are fetched at LOW priority: always, once played, never. */
   backgroundFill: BackgroundFill;
   retry: RetryPolicy;
+  /** The bandwidth limits, when any is set: transfers are paced by them. */
+  bandwidth?: Pacer;
 }
 
 /** What the scheduler asks of the size limits (the evictor): a narrow view. */
@@ -79,16 +82,12 @@ export class Scheduler implements TransferHost {
     private readonly demand: DemandRegistry,
     private readonly wakeups: Wakeups,
     private readonly events: CoreEvents,
-    private readonly options: SchedulerOptions,
-    private readonly onUpstreamBytes: (entryId: string, bytes: number) => void,
+    readonly options: SchedulerOptions,
+    private readonly onUpstreamBytes: (entryId: string, bytes: number, priority: Priority) => void,
     states?: StateEvents,
   ) {
     this.queue = new QueueWork(repo, options.backgroundFill);
     this.states = states ?? new StateEvents(repo, events);
-  }
-
-  get retry(): RetryPolicy {
-    return this.options.retry;
   }
 
   /** Resumes the persisted queue. */
@@ -194,7 +193,9 @@ export class Scheduler implements TransferHost {
       const next = this.repo.nextQueued();
       if (!next) return;
       const running = this.transfers.takingSlots();
-      if (running.length >= this.options.maxConcurrentDownloads) {
+      const { maxConcurrentDownloads: max, bandwidth } = this.options;
+      if (next.priority >= Priority.MEDIUM && bandwidth?.backgroundFull(running, this.upstream.bytesPerMs, max)) return; // enough for the limit
+      if (running.length >= max) {
         const victim = pickVictim(running, next.priority);
         if (!victim) return;
         victim.stop('preempted');
@@ -306,9 +307,10 @@ export class Scheduler implements TransferHost {
   acceptMetadata(t: Transfer, entry: EntryRow, meta: UpstreamMetadata): EntryRow {
     const { entry: accepted, first } = acceptMetadata(this.repo, t, entry, meta);
     if (first) {
-      // After the first body bytes are on their way: a dozen writes the reader need not wait for.
+      // After the first body bytes are on their way (a dozen writes the reader need not wait for).
+      const background = t.priority >= Priority.MEDIUM;
       setImmediate(() => {
-        if (!this.closed) this.guard(() => this.queue.queueOpening(accepted, (e, i, p, now) => this.raise(e, i, p, now)));
+        if (!this.closed) this.guard(() => this.queue.queueOpening(accepted, (e, i, p, now) => this.raise(e, i, p, now), background));
         this.pump();
       });
       this.wakeups.notify(entry.id);
@@ -319,7 +321,7 @@ export class Scheduler implements TransferHost {
 
   onProgress(t: Transfer, newBytes: number): void {
     this.wakeups.notify(t.entryId);
-    this.onUpstreamBytes(t.entryId, newBytes);
+    this.onUpstreamBytes(t.entryId, newBytes, t.priority);
     const now = Date.now();
     if (now - (this.progressAt.get(t) ?? 0) < PROGRESS_EVENT_MS) return;
     this.progressAt.set(t, now);

@@ -9,6 +9,7 @@ import type { DownloadOutcome } from '../events.js';
 import type { TransferSnapshot } from '../inspect.js';
 import { chunkBounds } from '../model/geometry.js';
 import { ifRangeValidator, type Downloader, type UpstreamMetadata } from './downloader.js';
+import type { Pacer } from './bandwidth.js';
 import { gapFrom } from './gaps.js';
 import { backoffDelay, keepsPrefix, strongerStop, type RetryPolicy, type StopReason } from '../policy/scheduling.js';
 
@@ -32,7 +33,8 @@ export interface TransferHost {
   readonly store: ChunkStore;
   readonly verifier: ChunkVerifier;
   readonly downloader: Downloader;
-  readonly retry: RetryPolicy;
+  /** Retries, and the bandwidth limits when any is set (else transfers are not paced). */
+  readonly options: { readonly retry: RetryPolicy; readonly bandwidth?: Pacer };
   /** Size and validators of a verified reply; throws MC_ERR_UPSTREAM_CHANGED when they disagree with the entry's. */
   acceptMetadata(t: Transfer, entry: EntryRow, meta: UpstreamMetadata): EntryRow;
   /** Bytes arrived or were written: readers wake. */
@@ -80,6 +82,8 @@ export class Transfer {
   private bodyBytes = 0;
   /** cutAt() moved `end` down and the bytes up to it are written: the request was ended on purpose. */
   private cutReached = false;
+  /** A bandwidth limit made it wait: its rate is the limit's, not the upstream's. */
+  private paced = false;
 
   constructor(
     private readonly host: TransferHost,
@@ -87,10 +91,21 @@ export class Transfer {
     readonly version: number,
     readonly filePath: string,
     readonly chunkIndex: number,
-    public priority: Priority,
+    private current: Priority,
     readonly start: number,
     public end: number,
   ) {}
+
+  get priority(): Priority {
+    return this.current;
+  }
+
+  /** A raise (a reader now wants it) or a fallback: a limit that no longer covers it lets it go at once. */
+  set priority(priority: Priority) {
+    if (priority === this.current) return;
+    this.current = priority;
+    this.host.options.bandwidth?.priorityChanged(this);
+  }
 
   /** True while it may have an upstream request open: what the concurrency limit counts. */
   get takesSlot(): boolean {
@@ -159,7 +174,9 @@ export class Transfer {
   }
 
   private async attempts(): Promise<TransferResult> {
-    const { repo, retry } = this.host;
+    const { repo } = this.host;
+    const { retry, bandwidth } = this.host.options;
+    const signal = this.controller.signal;
     for (let attempt = 1; ; attempt++) {
       // Re-read per attempt: a new URL for the same key (rotated token) applies at once.
       let entry = repo.getEntry(this.entryId);
@@ -177,7 +194,8 @@ export class Transfer {
           start: this.start + this.written,
           end: this.end,
           validator: ifRangeValidator(entry.etag, entry.lastModified),
-          signal: this.controller.signal,
+          signal,
+          pace: bandwidth && ((bytes) => this.pace(bandwidth, bytes, signal)),
           onMetadata: (meta) => {
             this.host.upstream.noteFirstByte(performance.now() - sentAt);
             entry = this.host.acceptMetadata(this, entry as EntryRow, meta);
@@ -241,9 +259,17 @@ export class Transfer {
     this.controller.abort();
   }
 
+  /** Waits while a bandwidth limit holds this transfer back. */
+  private pace(bandwidth: Pacer, bytes: number, signal: AbortSignal): Promise<void> | undefined {
+    const wait = bandwidth.pace(this, bytes, signal);
+    if (wait) this.paced = true;
+    return wait;
+  }
+
+  /** A body's rate tells the upstream's speed, unless a limit held the transfer back. */
   private noteRate(): void {
     const rate = this.bytesPerMs();
-    if (rate !== null) this.host.upstream.noteRate(rate);
+    if (rate !== null && !this.paced) this.host.upstream.noteRate(rate);
   }
 
   /**

@@ -77,6 +77,40 @@ export class CacheMetrics {
         this.set(cache.entryTotals().storedBytes);
       },
     });
+    new Counter({
+      name: 'mediacache_upstream_bytes_total',
+      help: 'Upstream body bytes received since start, by the priority of the transfer (CRITICAL, HIGH: playback; MEDIUM, LOW: background).',
+      labelNames: ['priority'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [priority, u] of Object.entries(cache.statistics().bandwidth.upstream)) this.inc({ priority }, u.bytes);
+      },
+    });
+    new Gauge({
+      name: 'mediacache_limit_rate_bytes_per_second',
+      help: 'Bandwidth limit in force now: scope="background" (--limit-rate) or "all" (--limit-rate-all); absent when none is in force.',
+      labelNames: ['scope'],
+      registers,
+      collect() {
+        this.reset();
+        const { limitRate, limitRateAll } = cache.statistics().bandwidth;
+        if (limitRate?.bytesPerSecond) this.set({ scope: 'background' }, limitRate.bytesPerSecond);
+        if (limitRateAll?.bytesPerSecond) this.set({ scope: 'all' }, limitRateAll.bytesPerSecond);
+      },
+    });
+    new Gauge({
+      name: 'mediacache_limit_rate_next_switch_timestamp_seconds',
+      help: "When the limit's timetable changes it next (Unix time), by scope; absent without a timetable.",
+      labelNames: ['scope'],
+      registers,
+      collect() {
+        this.reset();
+        const { limitRate, limitRateAll } = cache.statistics().bandwidth;
+        if (limitRate?.next) this.set({ scope: 'background' }, Date.parse(limitRate.next.at) / 1000);
+        if (limitRateAll?.next) this.set({ scope: 'all' }, Date.parse(limitRateAll.next.at) / 1000);
+      },
+    });
     new Gauge({
       name: 'mediacache_event_loop_delay_seconds',
       help: 'Event-loop delay since the previous scrape (Node samples every 10 ms): how long a stream or request waited for the loop.',
