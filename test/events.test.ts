@@ -121,7 +121,7 @@ describe('GET /api/events: the live event stream', () => {
     try {
       sse = await connectSse(`${proxy.server.url}/api/events`);
       const { id } = await proxy.add(upstream.url('/film.mkv'));
-      upstream.options.bytesPerSecond = 512 * 1024;
+      upstream.options.bytesPerSecond = 128 * 1024; // 0.5 s a chunk: queued chunks wait a few seconds
       await prefetch(proxy, id);
       await sse.waitFor((m) => m.event === 'chunk-stored');
       const mid = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
@@ -316,6 +316,42 @@ describe('GET /api/events: the live event stream', () => {
       const map = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
       const removed = sse.messages.filter((m) => m.event === 'chunk-removed').map((m) => m.data as { start: number; end: number });
       for (const [s, e] of map.stored) for (const r of removed) assert.ok(e < r.start || s > r.end, 'nothing removed is still stored');
+    } finally {
+      sse?.close();
+      await proxy.close();
+    }
+  });
+});
+
+describe('GET /api/events: the snapshot', () => {
+  test('holds the 1,000 most recently accessed entries, most recent first, and says when there are more', async () => {
+    const proxy = await startProxy({ chunkSize: CHUNK });
+    let sse: SseClient | undefined;
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 1005; i++) ids.push(proxy.cache.addEntry({ url: `http://127.0.0.1:9/library/${i}.mkv` }).entry.id);
+      const first = ids[0] as string;
+      await new Promise((resolve) => setTimeout(resolve, 5)); // a later access time than every creation
+      proxy.cache.openReader(first, new AbortController().signal).close();
+      sse = await connectSse(`${proxy.server.url}/api/events`);
+      const snapshot = (await sse.waitFor((m) => m.event === 'snapshot')).data as Snapshot;
+      assert.equal(snapshot.entries.length, 1000);
+      assert.equal(snapshot.truncated, true);
+      assert.equal(snapshot.entries[0]?.id, first, 'the one just read comes first');
+      assert.equal(new Set(snapshot.entries.map((e) => e.id)).size, 1000);
+      const times = snapshot.entries.map((e) => Date.parse(e.lastAccessed));
+      assert.deepEqual(
+        times,
+        [...times].sort((a, b) => b - a),
+        'most recently accessed first',
+      );
+      const shown = new Set(snapshot.entries.map((e) => e.id));
+      for (const id of ids.filter((x) => !shown.has(x))) {
+        const left = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
+        assert.ok(Date.parse(left.lastAccessed) <= (times.at(-1) as number), 'what is left out is older');
+      }
+      assert.equal(snapshot.totals.entries, 1005);
+      assert.ok(snapshot.entries.every((e) => e.streamUrl === `${proxy.server.url}/stream/${e.id}`));
     } finally {
       sse?.close();
       await proxy.close();
