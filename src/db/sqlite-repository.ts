@@ -203,9 +203,8 @@ export class SqliteRepository implements CacheRepository {
       requeueDownloading: db.prepare(`UPDATE cache_download_queue SET status = 'queued' WHERE status = 'downloading'`),
       setPin: db.prepare('UPDATE cache_entries SET pinned = ?, pin_head_bytes = ? WHERE id = ?'),
       byLastAccess: db.prepare<[], FactsDbRow>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`),
-      recentIds: db.prepare<[number], { id: string }>(
-        'SELECT id FROM cache_entries ORDER BY last_accessed DESC, created_at DESC, id DESC LIMIT ?',
-      ),
+      recentIds: db.prepare<[number], { id: string }>(`SELECT id FROM cache_entries
+        ORDER BY last_accessed DESC, created_at DESC, id DESC LIMIT ?`),
       byLastAccessPage: db.prepare<[number, number, number, number, string, number], FactsDbRow>(`${FACTS_SELECT}
         WHERE (e.last_accessed > ? OR (e.last_accessed = ? AND (e.created_at > ? OR (e.created_at = ? AND e.id > ?))))
         ORDER BY e.last_accessed, e.created_at, e.id LIMIT ?`),
