@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { MediaCache, type EntryStatus } from '../src/cache.js';
+import { MediaCache, type CacheOptions, type EntryStatus } from '../src/cache.js';
 import { startServer } from '../src/server/http-server.js';
 import type { ChunkMap, LiveEntry, LiveTransfer, Snapshot } from '../src/live/messages.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
@@ -36,6 +36,21 @@ function union(ranges: ReadonlyArray<readonly [number, number]>): Array<[number,
   return out;
 }
 
+/** A proxy with one event-stream client connected from the start; both closed after `run`. */
+async function watchProxy(options: CacheOptions, run: (proxy: Proxy, sse: SseClient) => Promise<void>): Promise<void> {
+  const proxy = await startProxy(options);
+  try {
+    const sse = await connectSse(`${proxy.server.url}/api/events`);
+    try {
+      await run(proxy, sse);
+    } finally {
+      sse.close();
+    }
+  } finally {
+    await proxy.close();
+  }
+}
+
 async function prefetch(proxy: Proxy, id: string): Promise<void> {
   const res = await fetchBytes(`${proxy.server.url}/api/entries/${id}/prefetch`, { method: 'POST', headers: JSON_TYPE });
   assert.equal(res.status, 202);
@@ -52,108 +67,102 @@ describe('GET /api/events: the live event stream', () => {
   after(() => upstream.close());
 
   test('a fresh connection gets a snapshot, then the deltas of an add and a pre-cache until Complete: one chunk-stored per chunk', async () => {
-    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 16, maxSize: 1e9, minFree: 0 });
-    let sse: SseClient | undefined;
-    try {
-      sse = await connectSse(`${proxy.server.url}/api/events`);
-      assert.equal(sse.status, 200);
-      const first = await sse.waitFor(() => true);
-      assert.equal(first.event, 'snapshot');
-      const snapshot = first.data as Snapshot;
-      assert.deepEqual(snapshot.entries, []);
-      assert.equal(snapshot.truncated, false);
-      assert.equal(first.id, `${snapshot.epoch}:${first.seq}`);
-      assert.equal(snapshot.totals.downloads.max, 16);
+    await watchProxy(
+      { chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 16, maxSize: 1e9, minFree: 0 },
+      async (proxy, sse) => {
+        assert.equal(sse.status, 200);
+        const first = await sse.waitFor(() => true);
+        assert.equal(first.event, 'snapshot');
+        const snapshot = first.data as Snapshot;
+        assert.deepEqual(snapshot.entries, []);
+        assert.equal(snapshot.truncated, false);
+        assert.equal(first.id, `${snapshot.epoch}:${first.seq}`);
+        assert.equal(snapshot.totals.downloads.max, 16);
 
-      upstream.options.bytesPerSecond = 256 * 1024;
-      const { id, streamUrl } = await proxy.add(upstream.url('/film.mkv'));
-      const added = await sse.waitFor((m) => m.event === 'entry' && (m.data as LiveEntry).id === id);
-      assert.equal((added.data as LiveEntry).state, 'NotStarted');
-      assert.equal((added.data as LiveEntry).streamUrl, streamUrl);
-      await prefetch(proxy, id);
-      await sse.waitFor(isComplete(id));
-      upstream.options.bytesPerSecond = undefined;
+        upstream.options.bytesPerSecond = 256 * 1024;
+        const { id, streamUrl } = await proxy.add(upstream.url('/film.mkv'));
+        const added = await sse.waitFor((m) => m.event === 'entry' && (m.data as LiveEntry).id === id);
+        assert.equal((added.data as LiveEntry).state, 'NotStarted');
+        assert.equal((added.data as LiveEntry).streamUrl, streamUrl);
+        await prefetch(proxy, id);
+        await sse.waitFor(isComplete(id));
+        upstream.options.bytesPerSecond = undefined;
 
-      const messages = sse.messages;
-      assertContinuous(messages);
-      const stored = messages
-        .filter((m) => m.event === 'chunk-stored')
-        .map((m) => m.data as { entryId: string; start: number; end: number; version: number });
-      assert.equal(stored.length, 12, 'one chunk-stored per chunk');
-      assert.ok(stored.every((s) => s.entryId === id && s.version === 1));
-      assert.deepEqual(union(stored.map((s) => [s.start, s.end])), [[0, film.length - 1]]);
-      const started = messages.filter(
-        (m) => m.event === 'transfer' && (m.data as LiveTransfer).position === (m.data as LiveTransfer).start,
-      );
-      const ended = messages.filter((m) => m.event === 'transfer-ended').map((m) => m.data as { outcome: string });
-      assert.equal(ended.length, 12);
-      assert.ok(ended.every((e) => e.outcome === 'stored'));
-      assert.ok(started.length >= 12);
-      const queues = messages
-        .filter((m) => m.event === 'queue')
-        .map((m) => m.data as { entryId: string; queued: Array<{ chunkIndex: number; priority: string }> });
-      assert.ok(queues.every((q) => q.entryId === id));
-      const lastStart = Math.max(...started.map((m) => m.seq));
-      await sse.waitFor((m) => m.event === 'queue' && m.seq > lastStart && (m.data as { queued: unknown[] }).queued.length === 0);
-      const totals = messages.filter((m) => m.event === 'totals');
-      assert.ok(totals.length >= 1);
+        const messages = sse.messages;
+        assertContinuous(messages);
+        const stored = messages
+          .filter((m) => m.event === 'chunk-stored')
+          .map((m) => m.data as { entryId: string; start: number; end: number; version: number });
+        assert.equal(stored.length, 12, 'one chunk-stored per chunk');
+        assert.ok(stored.every((s) => s.entryId === id && s.version === 1));
+        assert.deepEqual(union(stored.map((s) => [s.start, s.end])), [[0, film.length - 1]]);
+        const started = messages.filter(
+          (m) => m.event === 'transfer' && (m.data as LiveTransfer).position === (m.data as LiveTransfer).start,
+        );
+        const ended = messages.filter((m) => m.event === 'transfer-ended').map((m) => m.data as { outcome: string });
+        assert.equal(ended.length, 12);
+        assert.ok(ended.every((e) => e.outcome === 'stored'));
+        assert.ok(started.length >= 12);
+        const queues = messages
+          .filter((m) => m.event === 'queue')
+          .map((m) => m.data as { entryId: string; queued: Array<{ chunkIndex: number; priority: string }> });
+        assert.ok(queues.every((q) => q.entryId === id));
+        const lastStart = Math.max(...started.map((m) => m.seq));
+        await sse.waitFor((m) => m.event === 'queue' && m.seq > lastStart && (m.data as { queued: unknown[] }).queued.length === 0);
+        const totals = messages.filter((m) => m.event === 'totals');
+        assert.ok(totals.length >= 1);
 
-      // The map at the end agrees with the entry as the API shows it.
-      const map = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
-      const entry = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
-      assert.deepEqual(map.stored, entry.chunks);
-      assert.deepEqual(map.stored, [[0, film.length - 1]]);
-      assert.equal(map.totalBytes, entry.totalBytes);
-      assert.equal(map.version, entry.version);
-      assert.equal(map.chunkSize, CHUNK);
-      assert.deepEqual(map.transfers, []);
-      assert.deepEqual(map.queued, []);
-      assert.match(map.seq, new RegExp(`^${snapshot.epoch}:\\d+$`));
-    } finally {
-      sse?.close();
-      await proxy.close();
-    }
+        // The map at the end agrees with the entry as the API shows it.
+        const map = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
+        const entry = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
+        assert.deepEqual(map.stored, entry.chunks);
+        assert.deepEqual(map.stored, [[0, film.length - 1]]);
+        assert.equal(map.totalBytes, entry.totalBytes);
+        assert.equal(map.version, entry.version);
+        assert.equal(map.chunkSize, CHUNK);
+        assert.deepEqual(map.transfers, []);
+        assert.deepEqual(map.queued, []);
+        assert.match(map.seq, new RegExp(`^${snapshot.epoch}:\\d+$`));
+      },
+    );
   });
 
   test('a map taken mid-download plus the chunk-stored messages after its seq give the stored ranges at the end', async () => {
-    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 2, maxSize: 1e9, minFree: 0 });
-    let sse: SseClient | undefined;
-    try {
-      sse = await connectSse(`${proxy.server.url}/api/events`);
-      const { id } = await proxy.add(upstream.url('/film.mkv'));
-      upstream.options.bytesPerSecond = 512 * 1024;
-      await prefetch(proxy, id);
-      await sse.waitFor((m) => m.event === 'chunk-stored');
-      const mid = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
-      assert.ok(mid.stored.length > 0);
-      assert.ok(mid.transfers.length > 0 || mid.queued.length > 0, 'work under way');
-      assert.ok(mid.queued.every((q) => q.priority === 'MEDIUM' || q.priority === 'HIGH'));
-      await sse.waitFor(isComplete(id));
-      upstream.options.bytesPerSecond = undefined;
-      const midSeq = Number(mid.seq.split(':')[1]);
-      const later = sse.messages
-        .filter((m) => m.seq > midSeq && m.event === 'chunk-stored')
-        .map((m) => m.data as { start: number; end: number });
-      const queues = sse.messages
-        .filter((m) => m.event === 'queue')
-        .map((m) => m.data as { queued: Array<{ chunkIndex: number; priority: string }> });
-      assert.ok(
-        queues.some((q) => q.queued.some((c) => c.priority === 'MEDIUM')),
-        'the pre-cache queued at MEDIUM, shown while two slots are busy',
-      );
-      for (const q of queues)
-        assert.deepEqual(
-          q.queued.map((c) => c.chunkIndex),
-          [...q.queued.map((c) => c.chunkIndex)].sort((a, b) => a - b),
+    await watchProxy(
+      { chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 2, maxSize: 1e9, minFree: 0 },
+      async (proxy, sse) => {
+        const { id } = await proxy.add(upstream.url('/film.mkv'));
+        upstream.options.bytesPerSecond = 128 * 1024; // 0.5 s a chunk: queued chunks wait a few seconds
+        await prefetch(proxy, id);
+        await sse.waitFor((m) => m.event === 'chunk-stored');
+        const mid = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
+        assert.ok(mid.stored.length > 0);
+        assert.ok(mid.transfers.length > 0 || mid.queued.length > 0, 'work under way');
+        assert.ok(mid.queued.every((q) => q.priority === 'MEDIUM' || q.priority === 'HIGH'));
+        await sse.waitFor(isComplete(id));
+        upstream.options.bytesPerSecond = undefined;
+        const midSeq = Number(mid.seq.split(':')[1]);
+        const later = sse.messages
+          .filter((m) => m.seq > midSeq && m.event === 'chunk-stored')
+          .map((m) => m.data as { start: number; end: number });
+        const queues = sse.messages
+          .filter((m) => m.event === 'queue')
+          .map((m) => m.data as { queued: Array<{ chunkIndex: number; priority: string }> });
+        assert.ok(
+          queues.some((q) => q.queued.some((c) => c.priority === 'MEDIUM')),
+          'the pre-cache queued at MEDIUM, shown while two slots are busy',
         );
-      const rebuilt = union([...mid.stored, ...later.map((c): [number, number] => [c.start, c.end])]);
-      const entry = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
-      assert.deepEqual(rebuilt, entry.chunks);
-      assert.deepEqual(rebuilt, [[0, film.length - 1]]);
-    } finally {
-      sse?.close();
-      await proxy.close();
-    }
+        for (const q of queues)
+          assert.deepEqual(
+            q.queued.map((c) => c.chunkIndex),
+            [...q.queued.map((c) => c.chunkIndex)].sort((a, b) => a - b),
+          );
+        const rebuilt = union([...mid.stored, ...later.map((c): [number, number] => [c.start, c.end])]);
+        const entry = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
+        assert.deepEqual(rebuilt, entry.chunks);
+        assert.deepEqual(rebuilt, [[0, film.length - 1]]);
+      },
+    );
   });
 
   test('a client that reconnects with Last-Event-ID gets exactly the messages it missed; an unknown or future id gets a snapshot', async () => {
@@ -218,10 +227,7 @@ describe('GET /api/events: the live event stream', () => {
     const big = 1024 * 1024;
     const file = makeData(3 * big + 100, 9);
     upstream.setFile('/long.mkv', file);
-    const proxy = await startProxy({ chunkSize: big, backgroundFill: false, maxConcurrentDownloads: 8, maxSize: 1e9, minFree: 0 });
-    let sse: SseClient | undefined;
-    try {
-      sse = await connectSse(`${proxy.server.url}/api/events`);
+    await watchProxy({ chunkSize: big, backgroundFill: false, maxConcurrentDownloads: 8, maxSize: 1e9, minFree: 0 }, async (proxy, sse) => {
       upstream.options.bytesPerSecond = 1024 * 1024;
       const { id } = await proxy.add(upstream.url('/long.mkv'));
       await prefetch(proxy, id);
@@ -256,17 +262,11 @@ describe('GET /api/events: the live event stream', () => {
       assert.ok(entryMsgs.length <= 2 * span + 2, `${entryMsgs.length} entry updates in ${span.toFixed(2)} s`);
       const chunkStored = sse.messages.filter((m) => m.event === 'chunk-stored').length;
       assert.equal(chunkStored, 4, 'chunk-stored is never coalesced');
-    } finally {
-      sse?.close();
-      await proxy.close();
-    }
+    });
   });
 
   test('a player reading through the proxy shows where it reads, and leaves when its response ends', async () => {
-    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 });
-    let sse: SseClient | undefined;
-    try {
-      sse = await connectSse(`${proxy.server.url}/api/events`);
+    await watchProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0 }, async (proxy, sse) => {
       const { id, streamUrl } = await proxy.add(upstream.url('/film.mkv'));
       const from = 5 * CHUNK + 10;
       const res = await fetchBytes(streamUrl, { headers: { range: `bytes=${from}-` } });
@@ -287,35 +287,65 @@ describe('GET /api/events: the live event stream', () => {
       );
       const map = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
       assert.deepEqual(map.players, []);
-    } finally {
-      sse?.close();
-      await proxy.close();
-    }
+    });
   });
 
   test('evicted and damaged bytes are chunk-removed messages with their reason', async () => {
-    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 16, maxSize: 1e9, minFree: 0 });
+    await watchProxy(
+      { chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 16, maxSize: 1e9, minFree: 0 },
+      async (proxy, sse) => {
+        const { id } = await proxy.add(upstream.url('/film.mkv'));
+        await prefetch(proxy, id);
+        await sse.waitFor(isComplete(id));
+        const file = proxy.cache.inspect(id).entry?.filePath ?? '';
+        const { flipByte } = await import('./helpers/seams.js');
+        flipByte(file, 3 * CHUNK + 5);
+        const report = await proxy.cache.verify(id);
+        assert.equal(report.damaged.length, 1);
+        const invalid = await sse.waitFor((m) => m.event === 'chunk-removed');
+        assert.deepEqual(invalid.data, { entryId: id, start: 3 * CHUNK, end: 4 * CHUNK - 1, reason: 'invalid' });
+
+        proxy.cache.setLimits({ maxSize: 2 * CHUNK });
+        await proxy.cache.gc();
+        const evicted = await sse.waitFor((m) => m.event === 'chunk-removed' && (m.data as { reason: string }).reason === 'evicted');
+        assert.equal((evicted.data as { entryId: string }).entryId, id);
+        const map = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
+        const removed = sse.messages.filter((m) => m.event === 'chunk-removed').map((m) => m.data as { start: number; end: number });
+        for (const [s, e] of map.stored) for (const r of removed) assert.ok(e < r.start || s > r.end, 'nothing removed is still stored');
+      },
+    );
+  });
+});
+
+describe('GET /api/events: the snapshot', () => {
+  test('holds the 1,000 most recently accessed entries, most recent first, and says when there are more', async () => {
+    const proxy = await startProxy({ chunkSize: CHUNK });
     let sse: SseClient | undefined;
     try {
+      const ids: string[] = [];
+      for (let i = 0; i < 1005; i++) ids.push(proxy.cache.addEntry({ url: `http://127.0.0.1:9/library/${i}.mkv` }).entry.id);
+      const first = ids[0] as string;
+      await new Promise((resolve) => setTimeout(resolve, 5)); // a later access time than every creation
+      proxy.cache.openReader(first, new AbortController().signal).close();
       sse = await connectSse(`${proxy.server.url}/api/events`);
-      const { id } = await proxy.add(upstream.url('/film.mkv'));
-      await prefetch(proxy, id);
-      await sse.waitFor(isComplete(id));
-      const file = proxy.cache.inspect(id).entry?.filePath ?? '';
-      const { flipByte } = await import('./helpers/seams.js');
-      flipByte(file, 3 * CHUNK + 5);
-      const report = await proxy.cache.verify(id);
-      assert.equal(report.damaged.length, 1);
-      const invalid = await sse.waitFor((m) => m.event === 'chunk-removed');
-      assert.deepEqual(invalid.data, { entryId: id, start: 3 * CHUNK, end: 4 * CHUNK - 1, reason: 'invalid' });
-
-      proxy.cache.setLimits({ maxSize: 2 * CHUNK });
-      await proxy.cache.gc();
-      const evicted = await sse.waitFor((m) => m.event === 'chunk-removed' && (m.data as { reason: string }).reason === 'evicted');
-      assert.equal((evicted.data as { entryId: string }).entryId, id);
-      const map = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
-      const removed = sse.messages.filter((m) => m.event === 'chunk-removed').map((m) => m.data as { start: number; end: number });
-      for (const [s, e] of map.stored) for (const r of removed) assert.ok(e < r.start || s > r.end, 'nothing removed is still stored');
+      const snapshot = (await sse.waitFor((m) => m.event === 'snapshot')).data as Snapshot;
+      assert.equal(snapshot.entries.length, 1000);
+      assert.equal(snapshot.truncated, true);
+      assert.equal(snapshot.entries[0]?.id, first, 'the one just read comes first');
+      assert.equal(new Set(snapshot.entries.map((e) => e.id)).size, 1000);
+      const times = snapshot.entries.map((e) => Date.parse(e.lastAccessed));
+      assert.deepEqual(
+        times,
+        [...times].sort((a, b) => b - a),
+        'most recently accessed first',
+      );
+      const shown = new Set(snapshot.entries.map((e) => e.id));
+      for (const id of ids.filter((x) => !shown.has(x))) {
+        const left = await getJson<EntryStatus>(`${proxy.server.url}/api/entries/${id}`);
+        assert.ok(Date.parse(left.lastAccessed) <= (times.at(-1) as number), 'what is left out is older');
+      }
+      assert.equal(snapshot.totals.entries, 1005);
+      assert.ok(snapshot.entries.every((e) => e.streamUrl === `${proxy.server.url}/stream/${e.id}`));
     } finally {
       sse?.close();
       await proxy.close();
@@ -384,6 +414,37 @@ describe('GET /api/events: a client that does not read', () => {
       assert.ok(first.event === 'snapshot' || first.seq === (stalled.messages.at(-1) as SseMessage).seq + 1);
     } finally {
       for (const c of clients) c.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('GET /api/events: a new upstream version', () => {
+  test("drops the old version's stored bytes as one chunk-removed (invalidated) over the whole file", async () => {
+    const upstream = await startUpstream();
+    const v1 = makeData(4 * CHUNK, 51);
+    const v2 = makeData(4 * CHUNK, 52);
+    upstream.setFile('/changing.mkv', v1);
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxConcurrentDownloads: 1 });
+    let sse: SseClient | undefined;
+    try {
+      sse = await connectSse(`${proxy.server.url}/api/events`);
+      const { id, streamUrl } = await proxy.add(upstream.url('/changing.mkv'));
+      const head = await fetchBytes(streamUrl, { headers: { range: `bytes=0-${CHUNK - 1}` } });
+      assert.equal(sha256(head.body), sha256(v1.subarray(0, CHUNK)));
+      await upstream.waitQuiet();
+      upstream.setFile('/changing.mkv', v2);
+      const fresh = await fetchBytes(streamUrl, { headers: { range: `bytes=${2 * CHUNK}-${2 * CHUNK + 99}` } });
+      assert.equal(sha256(fresh.body), sha256(v2.subarray(2 * CHUNK, 2 * CHUNK + 100)), 'the new version is served');
+      const removed = await sse.waitFor((m) => m.event === 'chunk-removed');
+      assert.deepEqual(removed.data, { entryId: id, start: 0, end: v1.length - 1, reason: 'invalidated' });
+      const version2 = await sse.waitFor((m) => m.event === 'chunk-stored' && (m.data as { version: number }).version === 2);
+      assert.ok(version2.seq > removed.seq, 'what the new version stores comes after');
+      const map = await getJson<ChunkMap>(`${proxy.server.url}/api/entries/${id}/map`);
+      assert.equal(map.version, 2);
+    } finally {
+      sse?.close();
       await proxy.close();
       await upstream.close();
     }

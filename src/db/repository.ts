@@ -158,8 +158,8 @@ export interface CacheRepository {
 
   /** Pins (headBytes null: all of it) or unpins an entry. */
   setEntryPin(id: string, pinned: boolean, headBytes: number | null): void;
-  /** The `limit` most recently accessed entries, most recent first (what a dashboard opens with). */
-  entriesByRecentAccess(limit: number): EntryFacts[];
+  /** Ids of the `limit` most recently accessed entries, most recent first (what a dashboard opens with; one index scan). */
+  recentEntryIds(limit: number): string[];
   /** Entries, least recently accessed first: the eviction order. */
   entriesByLastAccess(): EntryFacts[];
   /** Entries with queued or running work at `priority` or more urgent (e.g. a pre-cache). */

@@ -132,9 +132,8 @@ export class SqliteRepository implements CacheRepository {
       requeueDownloading: db.prepare(`UPDATE cache_download_queue SET status = 'queued' WHERE status = 'downloading'`),
       setPin: db.prepare('UPDATE cache_entries SET pinned = ?, pin_head_bytes = ? WHERE id = ?'),
       byLastAccess: db.prepare<[], FactsTuple>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`).raw(true),
-      recent: db
-        .prepare<[number], FactsTuple>(`${FACTS_SELECT} ORDER BY e.last_accessed DESC, e.created_at DESC, e.id DESC LIMIT ?`)
-        .raw(true),
+      recentIds: db.prepare<[number], { id: string }>(`SELECT id FROM cache_entries
+        ORDER BY last_accessed DESC, created_at DESC, id DESC LIMIT ?`),
       byLastAccessPage: db
         .prepare<[number, number, string, number], FactsTuple>(
           `${FACTS_SELECT}
@@ -299,8 +298,8 @@ export class SqliteRepository implements CacheRepository {
     const a = after ?? { lastAccessed: -1, createdAt: -1, id: '' };
     return this.stmts.byLastAccessPage.all(a.lastAccessed, a.createdAt, a.id, limit).map(toFacts);
   }
-  entriesByRecentAccess(limit: number): EntryFacts[] {
-    return this.stmts.recent.all(limit).map(toFacts);
+  recentEntryIds(limit: number): string[] {
+    return this.stmts.recentIds.all(limit).map((r) => r.id);
   }
   entriesByLastAccess(): EntryFacts[] {
     return this.stmts.byLastAccess.all().map(toFacts);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { ServerResponse } from 'node:http';
 import type { CacheEvents } from '../events.js';
 import type { EntrySummary } from '../status.js';
@@ -39,6 +40,8 @@ export const LIVE_LIMITS = {
   snapshotEntries: 1000,
 } as const;
 
+/** Entries of a snapshot summarised and encoded per turn of the event loop. */
+const SNAPSHOT_SLICE = 100;
 /** Entry messages built in one turn of the event loop (each costs a query and a JSON encoding). */
 const ENTRIES_PER_FLUSH = 100;
 
@@ -98,9 +101,13 @@ export class LiveHub {
 
   /**
    * Serves one event-stream response: the messages after `lastEventId` when they are all still
-   * held, else a snapshot (which carries the id of the last message it reflects) and what follows.
+   * held, else a snapshot (which carries the id of the last message it reflects) and the messages
+   * published while it was built. Resolves once the client is live (or gone).
    */
-  connect(res: ServerResponse, lastEventId: string | undefined): void {
+  async connect(res: ServerResponse, lastEventId: string | undefined): Promise<void> {
+    // Built before the headers go out: a busy database is then a plain 503 the client retries.
+    const first = this.missedSince(lastEventId) ?? (await this.snapshotFrames());
+    if (res.destroyed || !res.socket || res.socket.destroyed) return; // the client left while the snapshot was built
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -110,18 +117,54 @@ export class LiveHub {
     const client = new SseClient(res, this.options.maxQueuedBytes ?? LIVE_LIMITS.maxQueuedBytes, () => this.dropped++);
     res.on('close', () => this.clients.delete(client));
     if (this.closed) return client.end();
-    const missed = this.missedSince(lastEventId);
-    if (missed) {
-      for (const frame of missed) if (!client.write(frame)) return;
-    } else if (!client.write(this.frame(this.ring.lastSeq, 'snapshot', this.snapshot()))) return;
-    res.write(': connected\n\n'); // flushes the headers even when nothing was missed
+    client.begin([...first, ': connected\n\n']); // the comment flushes the headers when nothing was missed
     this.clients.add(client);
   }
 
   /**
+   * A snapshot frame, numbered with the last message before it was begun, followed by the messages
+   * published while it was built: it is built in slices that yield to the event loop (1,000
+   * entries take tens of milliseconds), so streams never wait for it. A message it already
+   * reflects changes nothing when applied again.
+   */
+  private async snapshotFrames(): Promise<string[]> {
+    for (let attempt = 0; ; attempt++) {
+      const seq = this.ring.lastSeq;
+      const data = await this.snapshotJson();
+      const since = this.ring.after(seq);
+      if (since || attempt >= 2) return [`id: ${this.epoch}:${seq}\nevent: snapshot\ndata: ${data}\n\n`, ...(since ?? [])];
+    }
+  }
+
+  /** The snapshot as JSON text (its entries encoded a slice at a time). */
+  private async snapshotJson(): Promise<string> {
+    const { live } = this.source;
+    const limit = this.options.snapshotEntries ?? LIVE_LIMITS.snapshotEntries;
+    const ids = live.recentIds(limit + 1);
+    const parts: string[] = [];
+    for (let from = 0; from < Math.min(limit, ids.length); from += SNAPSHOT_SLICE) {
+      if (from > 0) await yieldToLoop();
+      const slice: LiveEntry[] = [];
+      for (const id of ids.slice(from, Math.min(limit, from + SNAPSHOT_SLICE))) {
+        const summary = live.summary(id);
+        if (summary) slice.push(this.withUrl(summary));
+      }
+      if (slice.length > 0) parts.push(JSON.stringify(slice).slice(1, -1));
+    }
+    const rest: Omit<Snapshot, 'entries'> = {
+      epoch: this.epoch,
+      totals: live.totals(),
+      truncated: ids.length > limit,
+      transfers: live.transfers(),
+      players: live.players(),
+    };
+    return `${JSON.stringify(rest).slice(0, -1)},"entries":[${parts.join(',')}]}`;
+  }
+
+  /**
    * The frames after `lastEventId`, or null when a snapshot must replace them: another epoch, no
-   * longer all held, or more than a client may have queued (a replay written at once would cut
-   * the client off; a snapshot is smaller than thousands of messages).
+   * longer all held, or more than a client may have queued (then a snapshot is the smaller start:
+   * it holds each entry once).
    */
   private missedSince(lastEventId: string | undefined): string[] | null {
     const m = /^([A-Za-z0-9_-]+):(\d{1,15})$/.exec(lastEventId?.trim() ?? '');
@@ -130,19 +173,6 @@ export class LiveHub {
     let bytes = 0;
     for (const frame of missed ?? []) bytes += frame.length;
     return bytes > (this.options.maxQueuedBytes ?? LIVE_LIMITS.maxQueuedBytes) ? null : missed;
-  }
-
-  snapshot(): Snapshot {
-    const { live } = this.source;
-    const recent = live.recent(this.options.snapshotEntries ?? LIVE_LIMITS.snapshotEntries);
-    return {
-      epoch: this.epoch,
-      totals: live.totals(),
-      entries: recent.entries.map((e) => this.withUrl(e)),
-      truncated: recent.truncated,
-      transfers: live.transfers(),
-      players: live.players(),
-    };
   }
 
   close(): void {
@@ -260,7 +290,7 @@ export class LiveHub {
       if (summary) this.publish('entry', this.withUrl(summary));
     }
     for (const id of this.queues.take(now)) {
-      if (live.summary(id) !== undefined) this.publish('queue', { entryId: id, queued: live.queued(id) });
+      if (live.exists(id)) this.publish('queue', { entryId: id, queued: live.queued(id) });
     }
     const byEntry = new Map<string, ReturnType<LiveQueries['transfers']>>();
     for (const key of this.transfers.take(now)) {

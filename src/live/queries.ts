@@ -15,9 +15,10 @@ import type { ChunkMap, LivePlayer, LiveTotals, LiveTransfer, QueuedChunk } from
  * cache never reaches into them. Every answer is plain data and costs a few indexed queries.
  */
 export interface LiveQueries {
+  exists(entryId: string): boolean;
   summary(entryId: string): EntrySummary | undefined;
-  /** The `limit` most recently accessed entries, and whether there are more. */
-  recent(limit: number): { entries: EntrySummary[]; truncated: boolean };
+  /** Ids of the `limit` most recently accessed entries, most recent first. */
+  recentIds(limit: number): string[];
   transfers(entryId?: string): LiveTransfer[];
   /** Chunks waiting in the queue (not those being downloaded), ascending. */
   queued(entryId: string): QueuedChunk[];
@@ -53,22 +54,12 @@ export function liveQueries(src: LiveSources): LiveQueries {
   const transfersOf = (entryId?: string): TransferSnapshot[] =>
     src.transfers().filter((t) => t.stopping === null && (entryId === undefined || t.entryId === entryId));
   const queries: LiveQueries = {
+    exists: (entryId) => src.repo.getEntry(entryId) !== undefined,
     summary(entryId) {
       const facts = src.repo.entryFacts(entryId);
       return facts && entrySummary(facts, transfersOf(entryId), src.meter.rate(entryId));
     },
-    recent(limit) {
-      const facts = src.repo.entriesByRecentAccess(limit + 1);
-      const all = src.transfers();
-      const entries = facts.slice(0, limit).map((f) =>
-        entrySummary(
-          f,
-          all.filter((t) => t.entryId === f.entry.id),
-          src.meter.rate(f.entry.id),
-        ),
-      );
-      return { entries, truncated: facts.length > limit };
-    },
+    recentIds: (limit) => src.repo.recentEntryIds(limit),
     transfers: (entryId) => transfersOf(entryId).map(live),
     queued: (entryId) =>
       src.repo

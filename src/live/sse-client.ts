@@ -7,6 +7,8 @@ import type { ServerResponse } from 'node:http';
  */
 export class SseClient {
   lastWriteAt = Date.now();
+  /** Bytes of the client's start still allowed beyond the bound. */
+  private allowance = 0;
 
   constructor(
     private readonly res: ServerResponse,
@@ -19,17 +21,28 @@ export class SseClient {
   }
 
   /**
+   * Writes what a new client starts with (a snapshot, or the messages it missed). However large,
+   * it is allowed on top of the bound until the client has read it: the allowance only shrinks.
+   */
+  begin(frames: readonly string[]): void {
+    for (const frame of frames) this.res.write(frame);
+    this.lastWriteAt = Date.now();
+    this.allowance = this.res.writableLength;
+  }
+
+  /**
    * Queues `frame`; false (and the connection closed) when the client lags too far behind: more
-   * than the bound still queued from earlier writes. One large message (a snapshot of many
-   * entries) therefore never cuts off a client that reads.
+   * than the bound (plus what is left of its start) still queued from earlier writes.
    */
   write(frame: string): boolean {
     if (!this.open) return false;
-    if (this.res.writableLength > this.maxQueuedBytes) {
+    const queued = this.res.writableLength;
+    if (queued > this.maxQueuedBytes + this.allowance) {
       this.onDropped();
       this.res.destroy();
       return false;
     }
+    this.allowance = Math.min(this.allowance, queued);
     this.res.write(frame);
     this.lastWriteAt = Date.now();
     return true;

@@ -133,7 +133,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
         `${req.method ?? 'this method'} under /api needs Content-Type: application/json (or a bearer token)`,
       );
     }
-    if (parts[0] === 'api' && handleLive(hub, parts, req, res)) return;
+    if (parts[0] === 'api' && (await handleLive(hub, parts, req, res))) return;
     if (parts[0] === 'api') return handleApi(cache, streamUrlOf, parts.slice(1), req, res);
     if (serveDashboard(path, req, res)) return;
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok', node: nodeName });

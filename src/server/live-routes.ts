@@ -8,14 +8,14 @@ import { sendJson } from './respond.js';
  * `GET /api/events` (the live event stream) and `GET /api/entries/<id>/map` (docs/events.md).
  * Called after the host and token checks of /api; returns false for any other path.
  */
-export function handleLive(hub: LiveHub, parts: readonly string[], req: IncomingMessage, res: ServerResponse): boolean {
+export async function handleLive(hub: LiveHub, parts: readonly string[], req: IncomingMessage, res: ServerResponse): Promise<boolean> {
   const isEvents = parts.length === 2 && parts[1] === 'events';
   const isMap = parts.length === 4 && parts[1] === 'entries' && parts[3] === 'map';
   if (!isEvents && !isMap) return false;
   if (req.method !== 'GET') throw new MediaCacheError(ErrorCodes.METHOD_NOT_ALLOWED, `method ${req.method ?? ''} not allowed here`);
   if (isEvents) {
     const lastEventId = req.headers['last-event-id'];
-    hub.connect(res, Array.isArray(lastEventId) ? lastEventId[0] : lastEventId);
+    await hub.connect(res, Array.isArray(lastEventId) ? lastEventId[0] : lastEventId);
     return true;
   }
   const id = parts[2] ?? '';
