@@ -19,7 +19,7 @@ import { DataDirLock } from './data-dir-lock.js';
 import { EntryInputSchema, cacheKeyOf, type EntryInput } from './entry-input.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
 import { CoreEvents, repositoryEvents, type CacheEvents } from './events.js';
-import type { CoreSnapshot } from './inspect.js';
+import { entrySnapshot, type CoreSnapshot } from './inspect.js';
 import { versionFileName } from './model/geometry.js';
 import { entryStatus, entrySummary, type EntryStatus, type EntrySummary } from './status.js';
 import type { Evictor, CacheLimits, DiskUsageSummary, GcReport } from './store/evictor.js';
@@ -130,20 +130,8 @@ export class MediaCache {
       waiters: this.wakeups.size,
       openFiles: this.store.openFiles,
     };
-    const entry = entryId === undefined ? undefined : this.repo.getEntry(entryId);
-    if (entry) {
-      snapshot.entry = {
-        id: entry.id,
-        version: entry.version,
-        filePath: path.join(this.store.root, entry.filePath),
-        expectedTotalSize: entry.expectedTotalSize,
-        etag: entry.etag,
-        isComplete: entry.isComplete,
-        errorMessage: entry.errorMessage,
-        rows: this.repo.listChunks(entry.id),
-        queue: this.repo.queueFor(entry.id),
-      };
-    }
+    const entry = entryId === undefined ? undefined : entrySnapshot(this.repo, this.store.root, entryId);
+    if (entry) snapshot.entry = entry;
     return snapshot;
   }
 

@@ -1,4 +1,5 @@
-import type { ChunkRow, Priority, QueueRow } from './db/repository.js';
+import path from 'node:path';
+import type { CacheRepository, ChunkRow, Priority, QueueRow } from './db/repository.js';
 
 /**
  * One read-only snapshot of the download core, for tests, metrics and the dashboard: nothing
@@ -56,4 +57,21 @@ export interface CoreSnapshot {
   openFiles: number;
   /** Present when inspect() was given an entry id that exists. */
   entry?: EntrySnapshot;
+}
+
+/** One entry's part of a snapshot: its current version's file, rows and queue (undefined when unknown). */
+export function entrySnapshot(repo: CacheRepository, filesRoot: string, entryId: string): EntrySnapshot | undefined {
+  const entry = repo.getEntry(entryId);
+  if (!entry) return undefined;
+  return {
+    id: entry.id,
+    version: entry.version,
+    filePath: path.join(filesRoot, entry.filePath),
+    expectedTotalSize: entry.expectedTotalSize,
+    etag: entry.etag,
+    isComplete: entry.isComplete,
+    errorMessage: entry.errorMessage,
+    rows: repo.listChunks(entry.id),
+    queue: repo.queueFor(entry.id),
+  };
 }

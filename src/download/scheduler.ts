@@ -8,7 +8,7 @@ import type { TransferSnapshot } from '../inspect.js';
 import type { DemandRegistry } from './demand.js';
 import type { Downloader, UpstreamMetadata } from './downloader.js';
 import { gapFrom } from './gaps.js';
-import type { Admission } from '../policy/admission.js';
+import type { AdmissionControl } from '../policy/admission.js';
 import { pickVictim, type BackgroundFill, type RetryPolicy } from '../policy/scheduling.js';
 import { TransferRegistry } from './transfer-registry.js';
 import { UpstreamTiming } from './upstream-timing.js';
@@ -43,13 +43,6 @@ export interface SchedulerOptions {
   retry: RetryPolicy;
   /** The bandwidth limits, when any is set: transfers are paced by them. */
   bandwidth?: Pacer;
-}
-
-/** What the scheduler asks of the size limits (the evictor): a narrow view. */
-export interface AdmissionControl {
-  admit(entryId: string, chunkIndex: number, bytes: number, priority: Priority): Admission;
-  /** A transfer ended: its file is measured again in place of its reservation. */
-  transferEnded(entryId: string, chunkIndex: number): void;
 }
 
 /** How often (ms) a transfer's progress event may fire. */

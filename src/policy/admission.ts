@@ -3,6 +3,13 @@ import { Priority } from '../db/repository.js';
 /** What admission answers for a transfer about to start. */
 export type Admission = 'admit' | 'wait' | 'drop';
 
+/** What the scheduler asks of the size limits (the evictor): a narrow view. */
+export interface AdmissionControl {
+  admit(entryId: string, chunkIndex: number, bytes: number, priority: Priority): Admission;
+  /** A transfer ended: its file is measured again in place of its reservation. */
+  transferEnded(entryId: string, chunkIndex: number): void;
+}
+
 /**
  * Admission against the size limits. Work that fits starts. Playback work (CRITICAL, HIGH)
  * waits while room is made (bytes behind players and other entries are evicted). Background
