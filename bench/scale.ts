@@ -65,7 +65,7 @@ export const SCALE_ROWS = [10, 11, 12, 13, 14];
 interface Side {
   label: string;
   /** The pager's walk through all entries, carried over from round to round. */
-  walk: { cursor: string | null; seen: Set<string>; startedAt: number; ms: number };
+  walk: { cursor: string | null; seen: Set<string>; ms: number };
   dir: string;
   entries: number;
   chunkRows: number;
@@ -335,7 +335,7 @@ function lagBuckets(text: string): Map<string, number> {
 
 /**
  * One round: 5 players read their cached files at full speed while a client scrapes `/metrics`
- * every 100 ms and pages through all entries (back to back; a new walk at most once a second).
+ * every 100 ms and pages through all entries (a page every PAGE_EVERY_MS on both sides).
  */
 async function loadRound(side: Side, proxy: ProxyChild, roundMs: number): Promise<Round> {
   const round: Round = {
@@ -389,7 +389,7 @@ async function loadRound(side: Side, proxy: ProxyChild, roundMs: number): Promis
         round.walks++;
         round.walkMs.push(walk.ms);
         if (walk.seen.size !== side.entries) round.walkErrors.push(`walk saw ${walk.seen.size} of ${side.entries} entries`);
-        Object.assign(walk, { seen: new Set<string>(), ms: 0, startedAt: performance.now() });
+        Object.assign(walk, { seen: new Set<string>(), ms: 0 });
       }
       await sleep(Math.max(0, t0 + (k + 1) * PAGE_EVERY_MS - performance.now()));
     }
@@ -540,7 +540,7 @@ export async function scaleRows(up: Upstream, sizes: ScaleSizes, want: (n: numbe
   hasCurlCached = hasCurl();
   const mk = (label: string): Side => ({
     label,
-    walk: { cursor: null, seen: new Set<string>(), startedAt: performance.now(), ms: 0 },
+    walk: { cursor: null, seen: new Set<string>(), ms: 0 },
     dir: mkdtempSync(path.join(tmpdir(), `mediacache-bench-scale-${label}-`)),
     entries: 0,
     chunkRows: 0,
