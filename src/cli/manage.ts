@@ -104,6 +104,11 @@ interface ClientOpts {
 type ServersOpts = Omit<ClientOpts, 'server'> & { server: string | string[] };
 const serversOf = (opts: ServersOpts): string[] => (Array.isArray(opts.server) ? opts.server : serverList(opts.server));
 
+/** One row of `ls`: the same columns for one server or several, `sixth` being LAST ACCESS or NODE. */
+function entryCells(e: EntryStatus, sixth: string): string[] {
+  return [e.id, e.state, e.totalBytes === null ? '?' : formatBytes(e.totalBytes), percent(e), pinText(e), sixth, e.url];
+}
+
 /** Streams the table page by page: column widths come from the first page (later cells may push). */
 async function ls(many: ServersOpts): Promise<void> {
   const servers = serversOf(many);
@@ -113,15 +118,7 @@ async function ls(many: ServersOpts): Promise<void> {
   const header = ['ID', 'STATE', 'SIZE', 'CACHED', 'PINNED', 'LAST ACCESS', 'URL'];
   let widths: number[] | undefined;
   for await (const entries of entryPages(opts.server)) {
-    const rows = entries.map((e) => [
-      e.id,
-      e.state,
-      e.totalBytes === null ? '?' : formatBytes(e.totalBytes),
-      percent(e),
-      pinText(e),
-      shortTime(e.lastAccessed),
-      e.url,
-    ]);
+    const rows = entries.map((e) => entryCells(e, shortTime(e.lastAccessed)));
     if (!widths) {
       if (rows.length === 0) {
         process.stdout.write('no entries\n');
@@ -205,15 +202,7 @@ async function lsNodes(servers: string[], json: boolean): Promise<void> {
   if (json) return printJson(merged);
   if (merged.length === 0) return void process.stdout.write('no entries\n');
   const header = ['ID', 'STATE', 'SIZE', 'CACHED', 'PINNED', 'NODE', 'URL'];
-  const rows = merged.map((e) => [
-    e.id,
-    e.state,
-    e.totalBytes === null ? '?' : formatBytes(e.totalBytes),
-    percent(e),
-    pinText(e),
-    e.node,
-    e.url,
-  ]);
+  const rows = merged.map((e) => entryCells(e, e.node));
   const widths = columnWidths([header, ...rows], [22, 12]);
   process.stdout.write(formatRows([header, ...rows], widths));
 }
