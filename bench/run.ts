@@ -42,6 +42,7 @@ import { SCALE_ROWS, scaleRows, scaleSizes } from './scale.js';
 import { dashboardRow, dashboardSizes } from './dashboard.js';
 import { playersRow, probeScan, seekInRunningChunk, type PlayerBenchContext } from './players.js';
 import { limitRow } from './limit.js';
+import { startUpstreamChild, type RemoteUpstream } from './upstream-child.js';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -58,6 +59,7 @@ const S = QUICK
       big: 96 * MiB,
       huge: 160 * MiB,
       coldTrials: 5,
+      latencyTrials: 5,
       overfetchTrials: 1,
       playRuns: 1,
       throughputReps: 2,
@@ -72,6 +74,7 @@ const S = QUICK
       big: 1024 * MiB,
       huge: 2048 * MiB,
       coldTrials: 7,
+      latencyTrials: 21,
       overfetchTrials: 3,
       playRuns: 1,
       throughputReps: 3,
@@ -125,27 +128,35 @@ async function waitComplete(proxy: ProxyChild, id: string, timeoutMs: number): P
 
 /**
  * Rows 1 and 2: one cold request on a fresh entry through the proxy next to the same request
- * direct, median over trials, within 10 ms. `warmUp` untimed rounds come first: the first requests
- * of a fresh process measure the JIT, not the design.
+ * direct, median over trials. `warmUp` untimed rounds come first: the first requests of a fresh
+ * process measure the JIT, not the design. The upstream runs in a process of its own here
+ * (bench/upstream-child.ts): in this one, the direct request never crossed a process boundary
+ * while the proxy's crossed four, a difference of about a millisecond on this machine that no
+ * real (remote) upstream gives the direct path.
  */
 async function coldLatencyRow(
   row: { id: number; scenario: string; warmUp: number; status: number },
-  up: Upstream,
+  up: RemoteUpstream,
   proxy: ProxyChild,
   media: string,
   request: { range?: string; wantBytes?: number },
 ): Promise<void> {
   const direct: number[] = [];
   const viaProxy: number[] = [];
-  for (let i = -row.warmUp; i < S.coldTrials; i++) {
-    const d = (await timeBody(up.url(freshPath(up, media, `cold-direct-${row.id}`)), request)).ms;
-    const viaPath = freshPath(up, media, `cold-${row.id}`);
+  const fresh = async (tag: string): Promise<string> => {
+    const p = `/${tag}/${++seq}.bin`;
+    await up.setFileFromDisk(p, media, { contentType: 'video/mp4' });
+    return p;
+  };
+  for (let i = -row.warmUp; i < S.latencyTrials; i++) {
+    const d = (await timeBody(up.url(await fresh(`cold-direct-${row.id}`)), request)).ms;
+    const viaPath = await fresh(`cold-${row.id}`);
     const { id, streamUrl } = await proxy.add(up.url(viaPath));
-    const t0 = performance.now();
+    const t0 = performance.timeOrigin + performance.now();
     const t = await timeBody(streamUrl, request);
     if (process.env.BENCH_DEBUG) {
       // When the proxy's requests reached the upstream, relative to the client's request.
-      const seen = up.requests.filter((r) => r.path === viaPath).map((r) => `${r.range} at +${(r.receivedAt - t0).toFixed(1)} ms`);
+      const seen = (await up.requests(viaPath)).map((r) => `${r.range} at +${(r.receivedAt - t0).toFixed(1)} ms`);
       log(`row ${row.id}: ${t.ms.toFixed(1)} ms; upstream saw ${seen.join(', ')}`);
     }
     if (t.status !== row.status || t.bytes < SEEK || (request.range && t.bytes !== SEEK))
@@ -158,22 +169,22 @@ async function coldLatencyRow(
   const [p, b] = [median(viaProxy), median(direct)];
   rows.push({
     id: row.id,
-    scenario: `${row.scenario}, median of ${S.coldTrials}`,
+    scenario: `${row.scenario}, median of ${S.latencyTrials}; upstream in its own process`,
     proxy: ms(p),
     baseline: ms(b) + ' direct',
     diff: `+${(p - b).toFixed(1)} ms`,
-    target: '≤ +10 ms',
-    pass: p - b <= 10,
+    target: '≤ +2 ms',
+    pass: p - b <= 2,
     data: { proxyMs: viaProxy, directMs: direct },
   });
 }
 
-function coldFirstByte(up: Upstream, proxy: ProxyChild, media: string): Promise<void> {
+function coldFirstByte(up: RemoteUpstream, proxy: ProxyChild, media: string): Promise<void> {
   const row = { id: 1, scenario: 'Cold first byte (64 KiB of body)', warmUp: 3, status: 200 };
   return coldLatencyRow(row, up, proxy, media, { wantBytes: SEEK });
 }
 
-function coldSeek(up: Upstream, proxy: ProxyChild, media: string): Promise<void> {
+function coldSeek(up: RemoteUpstream, proxy: ProxyChild, media: string): Promise<void> {
   const at = Math.floor(S.media * 0.7);
   const row = { id: 2, scenario: 'Cold seek (64 KiB at 70 %, body complete)', warmUp: 0, status: 206 };
   return coldLatencyRow(row, up, proxy, media, { range: `bytes=${at}-${at + SEEK - 1}` });
@@ -577,8 +588,15 @@ async function main(): Promise<void> {
     const huge = want(6) ? fixtureFile('huge', S.huge, 3) : '';
 
     await withProxy([], async (proxy) => {
-      await attempt(1, () => coldFirstByte(up, proxy, media));
-      await attempt(2, () => coldSeek(up, proxy, media));
+      if (want(1) || want(2)) {
+        const remote = await startUpstreamChild({ latencyMs: LATENCY_MS, bytesPerSecond: RATE });
+        try {
+          await attempt(1, () => coldFirstByte(remote, proxy, media));
+          await attempt(2, () => coldSeek(remote, proxy, media));
+        } finally {
+          await remote.close();
+        }
+      }
       await attempt(4, () => firstFullPlay(up, proxy, media));
       if (want(5) || want(8)) {
         const { streamUrl } = await cacheWhole(up, proxy, big);

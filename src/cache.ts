@@ -28,7 +28,8 @@ import { TransferMeter } from './stats/transfer-meter.js';
 import { EntryCounters, type EntryTotals } from './stats/entry-counters.js';
 import { DEFAULTS, type CacheOptions, type VerifyReport } from './options.js';
 import { EntryIds, randomEntryId } from './cluster/ids.js';
-import { refusedUrl, upstreamPolicy, type UpstreamPolicy } from './policy/upstream-policy.js';
+import { retryWhileBusy } from './db/busy-retry.js';
+import { refusedUrlText, upstreamPolicy, type UpstreamPolicy } from './policy/upstream-policy.js';
 
 export type { CacheEvents } from './events.js';
 export type { EntryStatus, EntrySummary, PriorityName } from './status.js';
@@ -245,15 +246,20 @@ export class MediaCache {
    * recorded for LRU. The reader must be closed when the response ends.
    */
   openReader(id: string, signal: AbortSignal): EntryReader {
-    const entry = this.requireEntry(id);
+    let entry = this.requireEntry(id);
     // An entry added before the policy was tightened (a restart with --allow-upstream) is not read.
     this.checkUpstream(entry.originalUrl);
     if (entry.errorMessage !== null) {
       this.repo.setEntryError(id, null);
+      entry = { ...entry, errorMessage: null };
       this.scheduler.emitState(id); // no longer Failed: its state (and the counters) follow from its rows
     }
-    this.repo.touchEntry(id, Date.now());
-    // The reader re-reads the row before its first use (ensureSize), so this one may be stale.
+    // The access time (for LRU) is written once this turn's synchronous work is done, after a
+    // cold read's upstream request went out (process.nextTick runs before microtasks): the write
+    // transaction was ~0.1 ms of that path. A busy database delays it; the read goes on.
+    const now = Date.now();
+    queueMicrotask(() => void retryWhileBusy(() => this.repo.touchEntry(id, now)).catch((err: unknown) => this.scheduler.report(err)));
+    // `entry` is the row as of now: the reader's first look (ensureSize, in this same turn) uses it.
     return new EntryReader(this.repo, this.store, this.readPath, entry, signal, (served) => this.stats.recordRead(served));
   }
 
@@ -371,7 +377,7 @@ export class MediaCache {
 
   /** Throws MC_ERR_UPSTREAM_REFUSED (403) when the policy refuses this URL as written. */
   private checkUpstream(url: string): void {
-    const refusal = refusedUrl(new URL(url), this.upstreamPolicy);
+    const refusal = refusedUrlText(url, this.upstreamPolicy);
     if (refusal) throw new MediaCacheError(ErrorCodes.UPSTREAM_REFUSED, refusal);
   }
 

@@ -17,6 +17,9 @@ export function acceptMetadata(
   if (entry.expectedTotalSize === null) {
     const { totalSize: expectedTotalSize, mimeType, etag, lastModified } = meta;
     const first = repo.setEntryMetadata(entry.id, t.version, { expectedTotalSize, mimeType, etag, lastModified });
+    // The update matched this version with no size yet: the row is `entry` with these four set
+    // (not read back: this is on the way to a cold request's first byte).
+    if (first && entry.version === t.version) return { entry: { ...entry, expectedTotalSize, mimeType, etag, lastModified }, first };
     const updated = repo.getEntry(entry.id);
     if (!updated || updated.version !== t.version) {
       t.stop('invalidated');

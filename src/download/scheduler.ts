@@ -239,12 +239,14 @@ export class Scheduler implements TransferHost {
     const t = new Transfer(this, entry.id, entry.version, entry.filePath, index, priority, start, end);
     this.transfers.add(t);
     this.store.retain(entry.filePath);
-    this.store.prepare(entry.filePath); // the open overlaps the upstream's latency
-    this.events.emit('download-started', { entryId: entry.id, chunkIndex: index, priority, start });
     this.transfers.track(
       t,
-      t.run().then((result) => this.settle(t, result)),
+      t.run(entry).then((result) => this.settle(t, result)),
     );
+    // After the request is sent (it goes out once this turn of the loop ends): the file's open
+    // overlaps the upstream's latency instead of preceding the request.
+    setImmediate(() => this.store.prepare(entry.filePath));
+    this.events.emit('download-started', { entryId: entry.id, chunkIndex: index, priority, start });
   }
 
   /** Starts the second half of a split at a seek now (pre-empting if every slot is busy). */
@@ -300,14 +302,21 @@ export class Scheduler implements TransferHost {
   acceptMetadata(t: Transfer, entry: EntryRow, meta: UpstreamMetadata): EntryRow {
     const { entry: accepted, first } = acceptMetadata(this.repo, t, entry, meta);
     if (first) {
-      // After the first body bytes are on their way (a dozen writes the reader need not wait for).
+      // Readers wake with the first body piece (it came with the headers and is read right after
+      // this returns): waking them here made them look twice, and the piece wait behind their
+      // first look. A reply without a body wakes them a moment later. The opening work (a dozen
+      // writes, a request) and the state event wait one more turn of the loop, so the first bytes
+      // are on their way first, and the next piece, if it is in, goes out before them too.
       const background = t.priority >= Priority.MEDIUM;
       setImmediate(() => {
-        if (!this.closed) this.guard(() => this.queue.queueOpening(accepted, (e, i, p, now) => this.raise(e, i, p, now), background));
-        this.pump();
+        this.wakeups.notify(entry.id);
+        setImmediate(() => {
+          if (this.closed) return;
+          this.guard(() => this.queue.queueOpening(accepted, (e, i, p, now) => this.raise(e, i, p, now), background));
+          this.emitState(entry.id);
+          this.pump();
+        });
       });
-      this.wakeups.notify(entry.id);
-      this.emitState(entry.id);
     }
     return accepted;
   }

@@ -58,3 +58,22 @@ export function refusedUrl(url: URL, policy: UpstreamPolicy): string | null {
   }
   return refusedAddress(hostname.replace(/^\[|\]$/g, ''), policy);
 }
+
+/** URLs judged per policy, so a URL asked for again (every request of an entry) is not parsed again. */
+const verdicts = new WeakMap<UpstreamPolicy, Map<string, string | null>>();
+const MAX_VERDICTS = 1_000;
+
+/**
+ * refusedUrl for a URL as written, remembered per policy (it depends only on the two). Throws
+ * like `new URL` for an invalid one.
+ */
+export function refusedUrlText(url: string, policy: UpstreamPolicy): string | null {
+  let known = verdicts.get(policy);
+  if (!known) verdicts.set(policy, (known = new Map()));
+  const cached = known.get(url);
+  if (cached !== undefined) return cached;
+  const verdict = refusedUrl(new URL(url), policy);
+  if (known.size >= MAX_VERDICTS) known.clear();
+  known.set(url, verdict);
+  return verdict;
+}

@@ -73,11 +73,14 @@ export class EntryReader {
     this.handle = path.openDemand(entry.id);
   }
 
-  /** Waits until the entry's total size is known, fetching the chunk at `hint` to learn it. */
+  /**
+   * Waits until the entry's total size is known, fetching the chunk at `hint` to learn it. The
+   * first look uses the row the reader was opened with (read in the same turn of the loop).
+   */
   async ensureSize(hint: number): Promise<EntryRow> {
-    for (;;) {
+    for (let first = true; ; first = false) {
       // A storage failure after the size was learnt still lets the route answer (by passthrough).
-      const entry = this.fresh(true);
+      const entry = first && this.entry.errorMessage === null ? this.entry : this.fresh(true);
       if (entry.expectedTotalSize !== null) return entry;
       this.demandAt(chunkOf(hint, entry.chunkSize), hint, hint);
       await this.path.wakeups.wait(entry.id, this.path.options.waitTimeoutMs, this.signal);
@@ -103,7 +106,9 @@ export class EntryReader {
         this.reportedPlay = true;
         this.path.played(bound);
       }
-      if (index !== this.demandedChunk || this.entry.expectedTotalSize !== this.demandedTotal || lookahead !== this.demandedLookahead) {
+      // The total bounds only the lookahead: learning it asks for nothing new without one.
+      const totalMoved = lookahead && this.entry.expectedTotalSize !== this.demandedTotal;
+      if (index !== this.demandedChunk || totalMoved || lookahead !== this.demandedLookahead) {
         this.demandAt(index, end, pos, lookahead);
       }
       const row = this.repo.chunkCovering(id, version, pos);

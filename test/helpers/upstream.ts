@@ -73,6 +73,8 @@ export interface Upstream {
   readonly requests: RequestLog[];
   bytesSent(path?: string): number;
   activeResponses(): number;
+  /** TCP connections accepted since start (or resetStats), and open now. */
+  connections(): { accepted: number; open: number };
   resetStats(): void;
   waitQuiet(quietMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -241,6 +243,7 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
   }
   let swaps: PendingSwap[] = [];
   const sockets = new Set<Socket>();
+  let accepted = 0;
 
   /** Body bytes `path` may still send before its next byte-triggered swap (Infinity: none armed). */
   function bytesUntilSwap(path: string): number {
@@ -378,6 +381,7 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
 
   const server = createServer((req, res) => void handle(req, res));
   server.on('connection', (socket) => {
+    accepted++;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
@@ -431,7 +435,9 @@ export async function startUpstream(initialOptions: UpstreamOptions = {}): Promi
     },
     bytesSent: (path) => (path === undefined ? sentTotal : (sentByPath.get(path) ?? 0)),
     activeResponses: () => active,
+    connections: () => ({ accepted, open: sockets.size }),
     resetStats() {
+      accepted = 0;
       requests.length = 0;
       sentByPath.clear();
       sentTotal = 0;
