@@ -42,7 +42,7 @@ class SpareConnections {
   /** The agent's createConnection: the origin's spare when it has one, else a new connection. */
   createConnection(options: ConnectOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex | null | undefined {
     const name = this.agent.getName(options);
-    this.lastUse.set(name, performance.now());
+    this.noteUse(name);
     const socket = this.take(name) ?? this.connect(options, callback);
     if (socket) {
       this.names.set(socket, name);
@@ -54,7 +54,15 @@ class SpareConnections {
   /** A pooled connection was reused: its origin is in use. */
   noteReuse(socket: Duplex): void {
     const name = this.names.get(socket);
-    if (name !== undefined) this.lastUse.set(name, performance.now());
+    if (name !== undefined) this.noteUse(name);
+  }
+
+  /** Origins used within SPARE_WITHIN_MS; older ones are forgotten so the map stays small. */
+  private noteUse(name: string): void {
+    const now = performance.now();
+    if (this.lastUse.size >= 256) for (const [n, at] of this.lastUse) if (now - at > SPARE_WITHIN_MS) this.lastUse.delete(n);
+    this.lastUse.delete(name); // most recent last
+    this.lastUse.set(name, now);
   }
 
   close(): void {
@@ -70,6 +78,7 @@ class SpareConnections {
     clearTimeout(spare.timer);
     const { socket } = spare;
     if (socket.destroyed || !socket.writable || socket.readableEnded) return undefined;
+    (socket as Socket).ref?.();
     return socket;
   }
 
@@ -93,6 +102,7 @@ class SpareConnections {
     const socket = this.connect(rest);
     if (!socket) return;
     socket.on('error', () => undefined); // a spare that fails is just not there
+    (socket as Socket).unref?.(); // an idle spare does not keep the process alive
     const timer = setTimeout(() => socket.destroy(), SPARE_IDLE_MS).unref();
     socket.once('close', () => {
       if (this.spares.get(name)?.socket !== socket) return;
