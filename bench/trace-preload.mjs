@@ -5,6 +5,7 @@
  */
 import dc from 'node:diagnostics_channel';
 import http from 'node:http';
+import net from 'node:net';
 
 const DIST = new URL('../dist/', import.meta.url);
 const now = () => performance.timeOrigin + performance.now();
@@ -40,9 +41,18 @@ await wrap('download/scheduler.js', 'Scheduler', 'onProgress', 'first body piece
 
 const write = http.ServerResponse.prototype.write;
 http.ServerResponse.prototype.write = function (chunk, ...rest) {
-  if (isStream(this.req?.url)) mark('first body byte written');
+  if (!isStream(this.req?.url)) return write.call(this, chunk, ...rest);
+  mark('first body byte written');
   return write.call(this, chunk, ...rest);
 };
+// When the response's bytes really go to the kernel (node:http may hold them corked until later).
+for (const method of ['_writeGeneric']) {
+  const original = net.Socket.prototype[method];
+  net.Socket.prototype[method] = function (...args) {
+    if (isStream(this._httpMessage?.req?.url)) mark('first bytes to the kernel');
+    return original.apply(this, args);
+  };
+}
 const emit = http.Server.prototype.emit;
 http.Server.prototype.emit = function (event, req, res) {
   if (event === 'request' && req.url === '/__trace') {

@@ -111,10 +111,12 @@ export class EntryReader {
       if (index !== this.demandedChunk || totalMoved || lookahead !== this.demandedLookahead) {
         this.demandAt(index, end, pos, lookahead);
       }
-      const row = this.repo.chunkCovering(id, version, pos);
+      // Bytes a download of this version has at `pos` first: they are the same bytes a row would
+      // hold (transfers fetch gaps), and a player streaming a download costs no query per piece.
+      const live = this.path.inflightAt(bound, pos);
+      const row = live ? undefined : this.repo.chunkCovering(id, version, pos);
       // A row whose bytes fail their checksum is dropped and re-downloaded: look again.
       if (row && !(await this.path.verifyRow(bound, row))) continue;
-      const live = row ? undefined : this.path.inflightAt(bound, pos);
       const stop = row ? row.end : live ? live.start + live.available - 1 : -1;
       if (stop >= pos) {
         const last = Math.min(stop, end);

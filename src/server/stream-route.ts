@@ -169,5 +169,9 @@ function writeOut(res: ServerResponse, buf: Buffer, signal: AbortSignal): Promis
       if (err) reject(err);
       else resolve();
     });
+    // node:http corks the socket on a write and uncorks it on process.nextTick, which runs only
+    // once the microtask queue is empty (a download's next pieces, events): each write here is
+    // one whole buffer, so it goes out now rather than after whatever is queued.
+    res.socket?.uncork();
   });
 }
