@@ -3,7 +3,7 @@ import https from 'node:https';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
 import { DEFAULT_UPSTREAM_POLICY, refusedUrlText, type UpstreamPolicy } from '../policy/upstream-policy.js';
 import { checkedLookup, type UpstreamResolver } from './upstream-lookup.js';
-import { SpareHttpAgent, SpareHttpsAgent } from './spare-agent.js';
+import { withSpares } from './spare-agent.js';
 
 /** What the upstream told us about the file, taken from a verified reply. */
 export interface UpstreamMetadata {
@@ -88,7 +88,7 @@ export class Downloader {
     // before connecting; a pooled socket keeps the address it was checked with.
     const lookup = checkedLookup(this.policy, options.resolve);
     const pool = { keepAlive: true, maxSockets: options.connectionsPerOrigin ?? 16, timeout: 30_000, lookup };
-    this.agents = { 'http:': new SpareHttpAgent(pool), 'https:': new SpareHttpsAgent(pool) };
+    this.agents = { 'http:': withSpares(new http.Agent(pool)), 'https:': withSpares(new https.Agent(pool)) };
   }
 
   /** Returns the number of body bytes received (0 when the range lies past the end of file). */

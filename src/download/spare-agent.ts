@@ -1,5 +1,4 @@
 import http from 'node:http';
-import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 
@@ -113,40 +112,23 @@ class SpareConnections {
   }
 }
 
-/** http.Agent with a spare connection per origin in use (see SpareConnections). */
-export class SpareHttpAgent extends http.Agent {
-  private readonly spares = new SpareConnections(this, (o, cb) => super.createConnection(o, cb));
-
-  override createConnection(options: ConnectOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex | null | undefined {
-    return this.spares.createConnection(options, callback);
-  }
-
-  override reuseSocket(socket: Duplex, request: http.ClientRequest): void {
-    this.spares.noteReuse(socket);
-    super.reuseSocket(socket, request);
-  }
-
-  override destroy(): void {
-    this.spares.close();
-    super.destroy();
-  }
-}
-
-/** https.Agent with a spare connection per origin in use (see SpareConnections). */
-export class SpareHttpsAgent extends https.Agent {
-  private readonly spares = new SpareConnections(this, (o, cb) => super.createConnection(o, cb));
-
-  override createConnection(options: ConnectOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex | null | undefined {
-    return this.spares.createConnection(options, callback);
-  }
-
-  override reuseSocket(socket: Duplex, request: http.ClientRequest): void {
-    this.spares.noteReuse(socket);
-    super.reuseSocket(socket, request);
-  }
-
-  override destroy(): void {
-    this.spares.close();
-    super.destroy();
-  }
+/**
+ * Gives `agent` (an http.Agent or https.Agent) a spare connection per origin in use (see
+ * SpareConnections): its createConnection, reuseSocket and destroy are wrapped on the instance.
+ */
+export function withSpares<A extends http.Agent>(agent: A): A {
+  const spares = new SpareConnections(agent, agent.createConnection.bind(agent));
+  const reuseSocket = agent.reuseSocket.bind(agent);
+  const destroy = agent.destroy.bind(agent);
+  agent.createConnection = (options: ConnectOptions, callback?: (err: Error | null, socket: Duplex) => void) =>
+    spares.createConnection(options, callback);
+  agent.reuseSocket = (socket: Duplex, request: http.ClientRequest): void => {
+    spares.noteReuse(socket);
+    reuseSocket(socket, request);
+  };
+  agent.destroy = (): void => {
+    spares.close();
+    destroy();
+  };
+  return agent;
 }
