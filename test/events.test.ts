@@ -403,6 +403,10 @@ describe('GET /api/events: a client that does not read', () => {
         `the stalled client got ${stalled.messages.length} of ${reader.messages.length} messages, then was cut off`,
       );
       assertContinuous(stalled.messages);
+      // /metrics counts the cut: one client dropped, the reader still connected.
+      const metrics = (await fetchBytes(`${proxy.server.url}/metrics`)).body.toString();
+      assert.match(metrics, /^mediacache_live_clients_dropped_total 1$/m);
+      assert.match(metrics, /^mediacache_live_clients 1$/m);
       // The reader is still connected and missed nothing.
       await proxy.cache.removeEntry(ids[0] as string);
       await reader.waitFor((m) => m.event === 'entry-removed');

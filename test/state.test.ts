@@ -139,7 +139,7 @@ test('the queue hands out work by priority, then age, then chunk order; a raise 
     repo.setQueueStatus(row.entryId, row.chunkIndex, 'downloading');
   }
   assert.deepEqual(order, [9, 6, 7, 5]);
-  repo.requeueDownloading();
+  assert.ok(repo.requeueDownloading().includes(id), 'it names the entries whose rows went back (for queue-changed)');
   assert.deepEqual(
     repo.queueFor(id).map((r) => r.status),
     ['queued', 'queued', 'queued', 'queued'],

@@ -110,6 +110,11 @@ export class ObservedRepository extends SqliteRepository {
     super.setQueueStatus(id, chunkIndex, status);
     this.observer.queueChanged(id);
   }
+  override requeueDownloading(): string[] {
+    const ids = super.requeueDownloading();
+    for (const id of ids) this.observer.queueChanged(id);
+    return ids;
+  }
   override dequeueAtOrBelow(id: string, priority: Priority): number {
     const n = super.dequeueAtOrBelow(id, priority);
     if (n > 0) this.observer.queueChanged(id);

@@ -153,8 +153,8 @@ export interface CacheRepository {
   nextQueued(): QueueRow | undefined;
   setQueueStatus(id: string, chunkIndex: number, status: QueueRow['status']): void;
   incrementRetry(id: string, chunkIndex: number): number;
-  /** After a restart nothing is downloading: every claimed row goes back to the queue. */
-  requeueDownloading(): number;
+  /** After a restart nothing is downloading: every claimed row goes back to the queue. Returns the entries whose rows did. */
+  requeueDownloading(): string[];
 
   /** Pins (headBytes null: all of it) or unpins an entry. */
   setEntryPin(id: string, pinned: boolean, headBytes: number | null): void;

@@ -129,7 +129,8 @@ export class SqliteRepository implements CacheRepository {
       setStatus: db.prepare('UPDATE cache_download_queue SET status = ? WHERE cache_entry_id = ? AND chunk_index = ?'),
       incRetry: db.prepare<[string, number], { retry_count: number }>(`UPDATE cache_download_queue
         SET retry_count = retry_count + 1 WHERE cache_entry_id = ? AND chunk_index = ? RETURNING retry_count`),
-      requeueDownloading: db.prepare(`UPDATE cache_download_queue SET status = 'queued' WHERE status = 'downloading'`),
+      requeueDownloading: db.prepare<[], { id: string }>(`UPDATE cache_download_queue SET status = 'queued'
+        WHERE status = 'downloading' RETURNING cache_entry_id AS id`),
       setPin: db.prepare('UPDATE cache_entries SET pinned = ?, pin_head_bytes = ? WHERE id = ?'),
       byLastAccess: db.prepare<[], FactsTuple>(`${FACTS_SELECT} ORDER BY e.last_accessed, e.created_at, e.id`).raw(true),
       recentIds: db.prepare<[number], { id: string }>(`SELECT id FROM cache_entries
@@ -276,8 +277,8 @@ export class SqliteRepository implements CacheRepository {
   incrementRetry(id: string, chunkIndex: number): number {
     return this.stmts.incRetry.get(id, chunkIndex)?.retry_count ?? 0;
   }
-  requeueDownloading(): number {
-    return this.stmts.requeueDownloading.run().changes;
+  requeueDownloading(): string[] {
+    return [...new Set(this.stmts.requeueDownloading.all().map((r) => r.id))];
   }
   setEntryPin(id: string, pinned: boolean, headBytes: number | null): void {
     this.stmts.setPin.run(pinned ? 1 : 0, pinned ? headBytes : null, id);

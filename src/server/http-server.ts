@@ -95,6 +95,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
   };
 
   const hub = new LiveHub(cache, { streamUrl: (id) => streamUrlOf(undefined, id) });
+  metrics.watchLive(hub);
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?', 1)[0] ?? '/';

@@ -125,6 +125,28 @@ export class CacheMetrics {
     });
   }
 
+  /** The live event stream's clients: connected now, and cut off for not reading (since start). */
+  watchLive(live: { readonly clientCount: number; readonly dropped: number }): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'mediacache_live_clients',
+      help: 'Clients of GET /api/events connected now.',
+      registers,
+      collect() {
+        this.set(live.clientCount);
+      },
+    });
+    new Counter({
+      name: 'mediacache_live_clients_dropped_total',
+      help: 'Clients of GET /api/events disconnected because they did not read (more than 1 MiB queued).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(live.dropped);
+      },
+    });
+  }
+
   /** Records one response's time to first body byte. */
   observeFirstByte(seconds: number, seek: boolean): void {
     this.firstByte.observe({ kind: seek ? 'seek' : 'play' }, seconds);
