@@ -245,7 +245,9 @@ export class Scheduler implements TransferHost {
     );
     // After the request is sent (it goes out once this turn of the loop ends): the file's open
     // overlaps the upstream's latency instead of preceding the request.
-    setImmediate(() => this.store.prepare(entry.filePath));
+    setImmediate(() => {
+      if (!this.closed) this.store.prepare(entry.filePath);
+    });
     this.events.emit('download-started', { entryId: entry.id, chunkIndex: index, priority, start });
   }
 

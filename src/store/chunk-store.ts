@@ -31,6 +31,7 @@ interface OpenFile {
 export class ChunkStore {
   readonly root: string;
   private readonly handles = new Map<string, OpenFile>();
+  private closed = false;
   private readonly retained = new Map<string, number>();
   private readonly retired = new Set<string>();
 
@@ -175,6 +176,8 @@ export class ChunkStore {
   }
 
   private async use<T>(file: string, op: (fh: FileHandle) => Promise<T>): Promise<T> {
+    // A read still under way when the cache closes must not open a handle nobody will close.
+    if (this.closed) throw Object.assign(new Error('the chunk store is closed'), { code: 'ECLOSED' });
     let of = this.handles.get(file);
     if (of) {
       this.handles.delete(file); // most recently used goes last
@@ -217,6 +220,7 @@ export class ChunkStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all([...this.handles.keys()].map((f) => this.closeHandle(f)));
   }
 }
