@@ -1,4 +1,4 @@
-import type { EntryFacts, EntryRow, Priority, QueueRow } from './repository.js';
+import type { EntryFacts, EntryRow, ListedFacts, Priority, QueueRow } from './repository.js';
 
 /** Rows as SQLite gives them, and their mapping to the repository's plain data. */
 
@@ -36,6 +36,33 @@ export const ENTRY_COLUMNS = `id, cache_key, source_id, media_id, quality, origi
   access_count, pinned, pin_head_bytes, bitrate, version`;
 const FACTS_COLUMNS = `${ENTRY_COLUMNS}, stored_bytes, chunk_rows, pending_chunks`;
 
+/** A listed row (LISTED_COLUMNS' order): FactsTuple without cache_key, file_path, etag and last_modified. */
+export type ListedTuple = [
+  id: string,
+  sourceId: string | null,
+  mediaId: string | null,
+  quality: string | null,
+  originalUrl: string,
+  chunkSize: number,
+  expectedTotalSize: number | null,
+  mimeType: string | null,
+  isComplete: number,
+  errorMessage: string | null,
+  createdAt: number,
+  lastAccessed: number,
+  accessCount: number,
+  pinned: number,
+  pinHeadBytes: number | null,
+  bitrate: number | null,
+  version: number,
+  storedBytes: number,
+  chunkRows: number,
+  pendingChunks: number,
+];
+const LISTED_COLUMNS = `id, source_id, media_id, quality, original_url, chunk_size, expected_total_size, mime_type,
+  is_complete, error_message, created_at, last_accessed, access_count, pinned, pin_head_bytes, bitrate, version,
+  stored_bytes, chunk_rows, pending_chunks`;
+
 export interface QueueDbRow {
   cache_entry_id: string;
   chunk_index: number;
@@ -71,6 +98,31 @@ export const toEntry = (r: EntryTuple | FactsTuple): EntryRow => ({
 
 export const toFacts = (r: FactsTuple): EntryFacts => ({ entry: toEntry(r), storedBytes: r[21], chunkRows: r[22], pendingChunks: r[23] });
 
+export const toListed = (r: ListedTuple): ListedFacts => ({
+  entry: {
+    id: r[0],
+    sourceId: r[1],
+    mediaId: r[2],
+    quality: r[3],
+    originalUrl: r[4],
+    chunkSize: r[5],
+    expectedTotalSize: r[6],
+    mimeType: r[7],
+    isComplete: r[8] === 1,
+    errorMessage: r[9],
+    createdAt: r[10],
+    lastAccessed: r[11],
+    accessCount: r[12],
+    pinned: r[13] === 1,
+    pinHeadBytes: r[14],
+    bitrate: r[15],
+    version: r[16],
+  },
+  storedBytes: r[17],
+  chunkRows: r[18],
+  pendingChunks: r[19],
+});
+
 export const toQueue = (r: QueueDbRow): QueueRow => ({
   entryId: r.cache_entry_id,
   chunkIndex: r.chunk_index,
@@ -83,3 +135,4 @@ export const toQueue = (r: QueueDbRow): QueueRow => ({
 export const CHUNK_COLUMNS = 'start_byte AS start, end_byte AS end, checksum, downloaded_at AS downloadedAt';
 // stored_bytes, chunk_rows and pending_chunks are kept by triggers (migration 6): one row per entry.
 export const FACTS_SELECT = `SELECT ${FACTS_COLUMNS} FROM cache_entries e`;
+export const LISTED_SELECT = `SELECT ${LISTED_COLUMNS} FROM cache_entries e`;
