@@ -78,6 +78,8 @@ interface Side {
   settleMs: number;
   scrape: Record<string, number[]>;
   rounds: Round[];
+  /** The untimed warm-up round: its walk errors count, its figures only go to row 12's data. */
+  warmUp?: Round;
 }
 
 interface Round {
@@ -453,10 +455,10 @@ function rowsOf(small: Side, big: Side, want: (n: number) => boolean, { playSize
   const [bl, sl] = [loop(big), loop(small)];
   const pages = big.rounds.flatMap((r) => r.pageMs).sort((a, b) => a - b);
   const walks = sum(big.rounds.map((r) => r.walks));
-  const walkErrors = big.rounds.flatMap((r) => r.walkErrors).concat(small.rounds.flatMap((r) => r.walkErrors));
+  const walkErrors = [big, small].flatMap((s) => [...(s.warmUp?.walkErrors ?? []), ...s.rounds.flatMap((r) => r.walkErrors)]);
   const rounds = big.rounds.length;
   const roundS = rounds ? big.rounds[0]?.seconds.toFixed(0) : '0';
-  const load = `5 players streaming cached files at full speed, \`/metrics\` every 100 ms, paging through all entries (a page of 500 every ${PAGE_EVERY_MS} ms); ${rounds} rounds of ${roundS} s alternating with the 10-entry proxy`;
+  const load = `5 players streaming cached files at full speed, \`/metrics\` every 100 ms, paging through all entries (a page of 500 every ${PAGE_EVERY_MS} ms); ${rounds} rounds of ${roundS} s per side in ABBA order with the 10-entry proxy, after an untimed warm-up round on each`;
   if (want(11)) {
     const d = (x: number): number => x * 1000;
     const pct = (x: number): string => `${(x * 100).toFixed(2)} %`;
@@ -486,16 +488,32 @@ function rowsOf(small: Side, big: Side, want: (n: number) => boolean, { playSize
   if (want(12)) {
     const rate = (s: Side): number => sum(s.rounds.map((r) => r.bytes)) / sum(s.rounds.map((r) => r.seconds));
     const [b, s] = [rate(big), rate(small)];
+    // Round r of each side ran back to back (ABBA): their ratio compares like with like, whatever
+    // the machine did in between; the median of the pairs is what the target reads.
+    const perRound = (side: Side): number[] => side.rounds.map((r) => r.bytes / r.seconds);
+    const [bigRounds, smallRounds] = [perRound(big), perRound(small)];
+    const ratios = bigRounds.map((x, i) => x / (smallRounds[i] ?? NaN));
+    const ratio = median(ratios);
     const gbps = (x: number): string => `${(x / 1e9).toFixed(2)} GB/s`;
     out.push({
       id: 12,
-      scenario: `Players' throughput at ${at} (${load}; ${(playSize / MiB).toFixed(0)} MiB files)`,
+      scenario: `Players' throughput at ${at} (${load}; ${(playSize / MiB).toFixed(0)} MiB files): median over the ${ratios.length} ABBA pairs of a round's bytes/s at ${N} entries ÷ the adjacent round's at 10 entries; totals beside it`,
       proxy: `${gbps(b)} (${sum(big.rounds.map((r) => r.reads))} reads)`,
       baseline: `${gbps(s)} at 10 entries (${sum(small.rounds.map((r) => r.reads))} reads)`,
-      diff: `${(b / s).toFixed(2)} ×`,
+      diff: `median ${ratio.toFixed(2)} × (pairs ${ratios.map((x) => x.toFixed(2)).join(', ')}; totals ${(b / s).toFixed(2)} ×)`,
       target: '≥ 0.95 ×',
-      pass: b / s >= 0.95,
-      data: { big: big.rounds.map((r) => r.bytes / r.seconds), small: small.rounds.map((r) => r.bytes / r.seconds) },
+      pass: ratio >= 0.95,
+      data: {
+        big: bigRounds,
+        small: smallRounds,
+        ratios,
+        bigTotal: b,
+        smallTotal: s,
+        warmUp: {
+          big: big.warmUp && big.warmUp.bytes / big.warmUp.seconds,
+          small: small.warmUp && small.warmUp.bytes / small.warmUp.seconds,
+        },
+      },
     });
   }
   if (want(13)) {
@@ -580,6 +598,10 @@ export async function scaleRows(up: Upstream, sizes: ScaleSizes, want: (n: numbe
     }
     if (want(11) || want(12)) {
       t0 = performance.now();
+      // Untimed: the players' files enter the page cache and both processes' JIT warms up, so the
+      // side that runs first is not the one that pays for it (first rounds ran ~15 % slower).
+      for (const s of [small, big]) s.warmUp = await loadRound(s, s.proxy as ProxyChild, sizes.roundMs);
+      // ABBA: S B, B S, S B, … — round r of each side is a pair that ran back to back.
       for (let r = 0; r < sizes.rounds; r++) {
         for (const s of r % 2 ? [big, small] : [small, big]) {
           const round = await loadRound(s, s.proxy as ProxyChild, sizes.roundMs);

@@ -7,8 +7,8 @@ export const DEFAULT_PAGE = 500;
 export const MAX_PAGE = 5_000;
 /** With a state filter, at most this many entries are read per page asked for (then `next` says where to go on). */
 const SCAN_FACTOR = 10;
-/** Entries read per database call before the loop gets a turn (~1 ms each): a default page is one read. */
-const SLICE = 500;
+/** Entries read per database call before the loop gets a turn (a few milliseconds each). */
+const SLICE = 100;
 
 export interface EntryPageQuery {
   limit?: number;
