@@ -45,9 +45,10 @@ export interface ScaleSizes {
   entries: number;
   /** Size of each of the 5 players' files. */
   playSize: number;
-  /** Alternating load rounds per side, and their length. */
+  /** Load rounds per side (ABBA pairs: short ones follow the machine's other load closely), their length, and the untimed warm-up round's. */
   rounds: number;
   roundMs: number;
+  warmUpMs: number;
   /** Timed requests per endpoint (row 10) and timed start-ups per data dir (row 13). */
   scrapeTrials: number;
   starts: number;
@@ -57,8 +58,8 @@ export interface ScaleSizes {
 
 export const scaleSizes = (quick: boolean): ScaleSizes =>
   quick
-    ? { entries: 2_000, playSize: 16 * MiB, rounds: 2, roundMs: 1_500, scrapeTrials: 5, starts: 2, idleWaitMs: 2_000 }
-    : { entries: 100_000, playSize: 64 * MiB, rounds: 4, roundMs: 8_000, scrapeTrials: 9, starts: 3, idleWaitMs: 15_000 };
+    ? { entries: 2_000, playSize: 16 * MiB, rounds: 2, roundMs: 1_500, warmUpMs: 1_500, scrapeTrials: 5, starts: 2, idleWaitMs: 2_000 }
+    : { entries: 100_000, playSize: 64 * MiB, rounds: 8, roundMs: 4_000, warmUpMs: 8_000, scrapeTrials: 9, starts: 3, idleWaitMs: 15_000 };
 
 export const SCALE_ROWS = [10, 11, 12, 13, 14];
 
@@ -428,7 +429,7 @@ function sum(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0);
 }
 
-function rowsOf(small: Side, big: Side, want: (n: number) => boolean, { playSize, idleWaitMs }: ScaleSizes): Row[] {
+function rowsOf(small: Side, big: Side, want: (n: number) => boolean, { playSize, idleWaitMs, warmUpMs }: ScaleSizes): Row[] {
   const out: Row[] = [];
   const N = big.entries.toLocaleString('en-US');
   const rowsN = big.chunkRows.toLocaleString('en-US');
@@ -458,7 +459,7 @@ function rowsOf(small: Side, big: Side, want: (n: number) => boolean, { playSize
   const walkErrors = [big, small].flatMap((s) => [...(s.warmUp?.walkErrors ?? []), ...s.rounds.flatMap((r) => r.walkErrors)]);
   const rounds = big.rounds.length;
   const roundS = rounds ? big.rounds[0]?.seconds.toFixed(0) : '0';
-  const load = `5 players streaming cached files at full speed, \`/metrics\` every 100 ms, paging through all entries (a page of 500 every ${PAGE_EVERY_MS} ms); ${rounds} rounds of ${roundS} s per side in ABBA order with the 10-entry proxy, after an untimed warm-up round on each`;
+  const load = `5 players streaming cached files at full speed, \`/metrics\` every 100 ms, paging through all entries (a page of 500 every ${PAGE_EVERY_MS} ms); ${rounds} rounds of ${roundS} s per side in ABBA order with the 10-entry proxy, after an untimed ${(warmUpMs / 1000).toFixed(0)} s warm-up round on each`;
   if (want(11)) {
     const d = (x: number): number => x * 1000;
     const pct = (x: number): string => `${(x * 100).toFixed(2)} %`;
@@ -600,7 +601,7 @@ export async function scaleRows(up: Upstream, sizes: ScaleSizes, want: (n: numbe
       t0 = performance.now();
       // Untimed: the players' files enter the page cache and both processes' JIT warms up, so the
       // side that runs first is not the one that pays for it (first rounds ran ~15 % slower).
-      for (const s of [small, big]) s.warmUp = await loadRound(s, s.proxy as ProxyChild, sizes.roundMs);
+      for (const s of [small, big]) s.warmUp = await loadRound(s, s.proxy as ProxyChild, sizes.warmUpMs);
       // ABBA: S B, B S, S B, … — round r of each side is a pair that ran back to back.
       for (let r = 0; r < sizes.rounds; r++) {
         for (const s of r % 2 ? [big, small] : [small, big]) {
