@@ -2,24 +2,10 @@ import type { EntryFacts, EntryRow, ListedFacts, Priority, QueueRow } from './re
 
 /** Rows as SQLite gives them, and their mapping to the repository's plain data. */
 
-/**
- * A facts row as an array (better-sqlite3's raw mode): building plain objects in JS costs a third
- * of letting the driver build named-column objects, which is most of a page of 500 (issue 13).
- * The order is ENTRY_COLUMNS' (then the three counted columns).
- */
-export type EntryTuple = [
-  id: string,
-  cacheKey: string,
-  sourceId: string | null,
-  mediaId: string | null,
-  quality: string | null,
-  originalUrl: string,
-  filePath: string,
-  chunkSize: number,
-  expectedTotalSize: number | null,
-  mimeType: string | null,
-  etag: string | null,
-  lastModified: string | null,
+/** An entry's identity columns, in the order both row shapes below read them. */
+type IdentityColumns = [sourceId: string | null, mediaId: string | null, quality: string | null, originalUrl: string];
+/** Its state and bookkeeping columns, likewise. */
+type StateColumns = [
   isComplete: number,
   errorMessage: string | null,
   createdAt: number,
@@ -30,7 +16,26 @@ export type EntryTuple = [
   bitrate: number | null,
   version: number,
 ];
-export type FactsTuple = [...EntryTuple, storedBytes: number, chunkRows: number, pendingChunks: number];
+type CountedColumns = [storedBytes: number, chunkRows: number, pendingChunks: number];
+
+/**
+ * A facts row as an array (better-sqlite3's raw mode): building plain objects in JS costs a third
+ * of letting the driver build named-column objects, which is most of a page of 500 (issue 13).
+ * The order is ENTRY_COLUMNS' (then the three counted columns).
+ */
+export type EntryTuple = [
+  id: string,
+  cacheKey: string,
+  ...IdentityColumns,
+  filePath: string,
+  chunkSize: number,
+  expectedTotalSize: number | null,
+  mimeType: string | null,
+  etag: string | null,
+  lastModified: string | null,
+  ...StateColumns,
+];
+export type FactsTuple = [...EntryTuple, ...CountedColumns];
 export const ENTRY_COLUMNS = `id, cache_key, source_id, media_id, quality, original_url, file_path, chunk_size,
   expected_total_size, mime_type, etag, last_modified, is_complete, error_message, created_at, last_accessed,
   access_count, pinned, pin_head_bytes, bitrate, version`;
@@ -39,25 +44,12 @@ const FACTS_COLUMNS = `${ENTRY_COLUMNS}, stored_bytes, chunk_rows, pending_chunk
 /** A listed row (LISTED_COLUMNS' order): FactsTuple without cache_key, file_path, etag and last_modified. */
 export type ListedTuple = [
   id: string,
-  sourceId: string | null,
-  mediaId: string | null,
-  quality: string | null,
-  originalUrl: string,
+  ...IdentityColumns,
   chunkSize: number,
   expectedTotalSize: number | null,
   mimeType: string | null,
-  isComplete: number,
-  errorMessage: string | null,
-  createdAt: number,
-  lastAccessed: number,
-  accessCount: number,
-  pinned: number,
-  pinHeadBytes: number | null,
-  bitrate: number | null,
-  version: number,
-  storedBytes: number,
-  chunkRows: number,
-  pendingChunks: number,
+  ...StateColumns,
+  ...CountedColumns,
 ];
 const LISTED_COLUMNS = `id, source_id, media_id, quality, original_url, chunk_size, expected_total_size, mime_type,
   is_complete, error_message, created_at, last_accessed, access_count, pinned, pin_head_bytes, bitrate, version,
