@@ -19,7 +19,7 @@ import { DataDirLock } from './data-dir-lock.js';
 import { EntryInputSchema, cacheKeyOf, type EntryInput } from './entry-input.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
 import { CoreEvents, repositoryEvents, type CacheEvents } from './events.js';
-import { entrySnapshot, type CoreSnapshot } from './inspect.js';
+import { entrySnapshot, type CoreSnapshot, type TransferSnapshot } from './inspect.js';
 import { versionFileName } from './model/geometry.js';
 import { entryStatus, entrySummary, type EntryStatus, type EntrySummary } from './status.js';
 import type { Evictor, CacheLimits, DiskUsageSummary, GcReport } from './store/evictor.js';
@@ -197,18 +197,8 @@ export class MediaCache {
 
   /** One page of entries in a stable order, filtered; `next` goes on where it stopped (null at the end). */
   async listPage(query: EntryPageQuery = {}): Promise<{ entries: EntrySummary[]; next: string | null }> {
-    const { facts, next } = await entryPage(this.repo, query);
-    const rates = (id: string): number => this.meter.rate(id);
-    return {
-      entries: facts.map((f) =>
-        entrySummary(
-          f,
-          this.scheduler.transfersOf(f.entry.id).map((t) => t.snapshot()),
-          rates(f.entry.id),
-        ),
-      ),
-      next,
-    };
+    const { facts, next } = await entryPage((q) => this.repo.listedPage(q), query);
+    return { entries: facts.map((f) => entrySummary(f, this.transfersOf(f.entry.id), this.meter.rate(f.entry.id))), next };
   }
 
   /**
@@ -308,7 +298,7 @@ export class MediaCache {
     }
     // All entries a page at a time: never one read of every row.
     for (let cursor: string | undefined, more = true; more;) {
-      const page = await entryPage(this.repo, { limit: DEFAULT_PAGE, cursor });
+      const page = await entryPage((q) => this.repo.entriesPage(q), { limit: DEFAULT_PAGE, cursor });
       for (const facts of page.facts) await scrub(facts.entry);
       cursor = page.next ?? undefined;
       more = page.next !== null;
@@ -395,7 +385,10 @@ export class MediaCache {
 
   private statusFrom(facts: EntryFacts): EntryStatus {
     const id = facts.entry.id;
-    const transfers = this.scheduler.transfersOf(id).map((t) => t.snapshot());
-    return entryStatus(facts, this.repo.listChunks(id), transfers, this.meter.rate(id));
+    return entryStatus(facts, this.repo.listChunks(id), this.transfersOf(id), this.meter.rate(id));
+  }
+
+  private transfersOf(id: string): TransferSnapshot[] {
+    return this.scheduler.transfersOf(id).map((t) => t.snapshot());
   }
 }

@@ -40,8 +40,27 @@ export function cacheKeyOf(input: EntryInput): string {
 
 const SECRET_PARAM = /token|key|auth|sig|secret|password|pass|session|credential/i;
 
+const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+/** A DNS name that URL parsing keeps as it is: lowercase ASCII labels, none punycode, the last not numeric. */
+const NAME = '(?:(?!xn--)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\\.)*(?!xn--)[a-z](?:[a-z0-9-]*[a-z0-9])?';
+/** No dot segments, nothing percent-encoded or to encode, no query, no fragment. */
+const PLAIN_PATH = "(?:/(?!\\.\\.?(?:/|$))[\\w.~!$&'()*+,;=:@-]*)+";
+const PLAIN_URL = new RegExp(`^(https?)://(?:${OCTET}(?:\\.${OCTET}){3}|${NAME})(?::([1-9]\\d{0,4}))?${PLAIN_PATH}$`);
+
+/**
+ * True when `new URL(raw).href` is `raw` itself and there is nothing in it to redact (no user
+ * info, no query): most media URLs, which a listing then need not parse (issue 13).
+ */
+export function isPlainUrl(raw: string): boolean {
+  const m = PLAIN_URL.exec(raw);
+  if (!m) return false;
+  const port = m[2] === undefined ? null : Number(m[2]);
+  return port === null || (port <= 65_535 && port !== (m[1] === 'http' ? 80 : 443));
+}
+
 /** The URL with credentials masked, for logs, metrics and listings. */
 export function redactUrl(raw: string): string {
+  if (isPlainUrl(raw)) return raw;
   let url: URL;
   try {
     url = new URL(raw);

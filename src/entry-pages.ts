@@ -1,5 +1,5 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { CacheRepository, EntryCursor, EntryFacts } from './db/repository.js';
+import type { EntriesPageQuery, EntryCursor, ListedFacts } from './db/repository.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
 import { deriveState, EntryState } from './state/entry-state.js';
 
@@ -21,21 +21,25 @@ export interface EntryPageQuery {
 }
 
 /**
- * One page of entries in a stable order (creation time, then id), with a cursor to the next.
+ * One page of entries in a stable order (creation time, then id), with a cursor to the next;
+ * `read` is the repository's page read (all columns, or the listed ones).
  * Each page is one indexed range scan, so paging through 100,000 entries never holds the event
  * loop for long, and an entry added or removed between pages neither shifts nor repeats others.
  */
-export async function entryPage(repo: CacheRepository, query: EntryPageQuery): Promise<{ facts: EntryFacts[]; next: string | null }> {
+export async function entryPage<F extends ListedFacts>(
+  read: (query: EntriesPageQuery) => F[],
+  query: EntryPageQuery,
+): Promise<{ facts: F[]; next: string | null }> {
   const limit = query.limit ?? DEFAULT_PAGE;
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE) {
     throw new MediaCacheError(ErrorCodes.INVALID_INPUT, `limit must be an integer from 1 to ${MAX_PAGE}`);
   }
   let after = query.cursor === undefined ? null : decodeCursor(query.cursor);
-  const facts: EntryFacts[] = [];
+  const facts: F[] = [];
   for (let scanned = 0; ;) {
     // A slice at a time, yielding between: a page of 5,000 never holds the event loop in one go.
     const want = Math.min(SLICE, limit);
-    const batch = repo.entriesPage({ limit: want, after, pinned: query.pinned, q: query.q });
+    const batch = read({ limit: want, after, pinned: query.pinned, q: query.q });
     for (const f of batch) {
       after = { createdAt: f.entry.createdAt, id: f.entry.id };
       if (query.state !== undefined && deriveState(f) !== query.state) continue;

@@ -1,6 +1,7 @@
-import type { EntryFacts } from './db/repository.js';
+import type { ListedFacts } from './db/repository.js';
 import type { TransferSnapshot } from './inspect.js';
 import { redactUrl } from './entry-input.js';
+import { isoTime } from './model/iso-time.js';
 import { coalesceRanges, deriveState, type EntryState } from './state/entry-state.js';
 
 export type PriorityName = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW';
@@ -44,7 +45,7 @@ export type EntrySummary = Omit<EntryStatus, 'chunks'>;
 
 /** Builds an EntryStatus from the entry's facts, stored ranges, transfers and recent rate. */
 export function entryStatus(
-  facts: EntryFacts,
+  facts: ListedFacts,
   rows: ReadonlyArray<{ start: number; end: number }>,
   transfers: readonly TransferSnapshot[],
   bytesPerSecond: number,
@@ -53,7 +54,7 @@ export function entryStatus(
 }
 
 /** The summary of an entry: one row of facts, no query per stored range (what pages of 500 are made of). */
-export function entrySummary(facts: EntryFacts, transfers: readonly TransferSnapshot[], bytesPerSecond: number): EntrySummary {
+export function entrySummary(facts: ListedFacts, transfers: readonly TransferSnapshot[], bytesPerSecond: number): EntrySummary {
   const { entry } = facts;
   const total = entry.expectedTotalSize;
   const left = total === null ? null : Math.max(0, total - facts.storedBytes);
@@ -76,8 +77,8 @@ export function entrySummary(facts: EntryFacts, transfers: readonly TransferSnap
     chunkSize: entry.chunkSize,
     mimeType: entry.mimeType,
     error: entry.errorMessage,
-    createdAt: new Date(entry.createdAt).toISOString(),
-    lastAccessed: new Date(entry.lastAccessed).toISOString(),
+    createdAt: isoTime(entry.createdAt),
+    lastAccessed: isoTime(entry.lastAccessed),
     accessCount: entry.accessCount,
     pinned: entry.pinned,
     pinHeadBytes: entry.pinHeadBytes,

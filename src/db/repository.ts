@@ -55,6 +55,13 @@ export interface EntryFacts {
   pendingChunks: number;
 }
 
+/** An entry as a listing reads it: the row without the columns only downloads and verify use. */
+export type ListedEntry = Omit<EntryRow, 'cacheKey' | 'filePath' | 'etag' | 'lastModified'>;
+/** EntryFacts with a ListedEntry: what pages of entries and the start-up count read. */
+export interface ListedFacts extends Omit<EntryFacts, 'entry'> {
+  entry: ListedEntry;
+}
+
 /** Where a page of entries starts: after this (created_at, id). */
 export interface EntryCursor {
   createdAt: number;
@@ -121,6 +128,11 @@ export interface CacheRepository {
    * One indexed range scan: a page costs the same with 10 entries or 100,000.
    */
   entriesPage(query: EntriesPageQuery): EntryFacts[];
+  /**
+   * entriesPage() with the listed columns only: a quarter fewer values for the driver to convert,
+   * which is most of what a page of 500 costs in the database (issue 13).
+   */
+  listedPage(query: EntriesPageQuery): ListedFacts[];
   /** Entries in eviction order (last_accessed, created_at, id) after `after`: passes walk it in slices. */
   entriesByLastAccessPage(after: LastAccessCursor | null, limit: number): EntryFacts[];
 

@@ -10,6 +10,7 @@ import type {
   EntryMetadata,
   EntryRow,
   LastAccessCursor,
+  ListedFacts,
   NewEntry,
   Priority,
   QueueRow,
@@ -18,13 +19,30 @@ import {
   CHUNK_COLUMNS,
   ENTRY_COLUMNS,
   FACTS_SELECT,
+  LISTED_SELECT,
   toEntry,
   toFacts,
+  toListed,
   toQueue,
   type EntryTuple,
   type FactsTuple,
+  type ListedTuple,
   type QueueDbRow,
 } from './rows.js';
+
+type PageParams = { c: number; i: string; pinned: number | null; q: string | null; limit: number };
+const PAGE_WHERE = `WHERE (e.created_at, e.id) > (@c, @i)
+  AND (@pinned IS NULL OR e.pinned = @pinned)
+  AND (@q IS NULL OR instr(fold(redacted(e.original_url)), @q) > 0 OR instr(fold(coalesce(e.source_id, '') || ' ' ||
+       coalesce(e.media_id, '') || ' ' || coalesce(e.quality, '')), @q) > 0)
+  ORDER BY e.created_at, e.id LIMIT @limit`;
+const pageParams = ({ after, limit, pinned, q }: EntriesPageQuery): PageParams => ({
+  c: after?.createdAt ?? -1,
+  i: after?.id ?? '',
+  pinned: pinned === undefined ? null : pinned ? 1 : 0,
+  q: q === undefined || q === '' ? null : q.toLowerCase(),
+  limit,
+});
 
 /** Milliseconds a statement may wait for another connection's lock (on the main thread). */
 export const DEFAULT_BUSY_TIMEOUT_MS = 10;
@@ -142,16 +160,8 @@ export class SqliteRepository implements CacheRepository {
         ORDER BY e.last_accessed, e.created_at, e.id LIMIT ?`,
         )
         .raw(true),
-      page: db
-        .prepare<{ c: number; i: string; pinned: number | null; q: string | null; limit: number }, FactsTuple>(
-          `${FACTS_SELECT}
-        WHERE (e.created_at, e.id) > (@c, @i)
-          AND (@pinned IS NULL OR e.pinned = @pinned)
-          AND (@q IS NULL OR instr(fold(redacted(e.original_url)), @q) > 0 OR instr(fold(coalesce(e.source_id, '') || ' ' ||
-               coalesce(e.media_id, '') || ' ' || coalesce(e.quality, '')), @q) > 0)
-        ORDER BY e.created_at, e.id LIMIT @limit`,
-        )
-        .raw(true),
+      page: db.prepare<PageParams, FactsTuple>(`${FACTS_SELECT} ${PAGE_WHERE}`).raw(true),
+      listedPage: db.prepare<PageParams, ListedTuple>(`${LISTED_SELECT} ${PAGE_WHERE}`).raw(true),
       queuedAtOrAbove: db.prepare<[number], { id: string }>(`SELECT DISTINCT cache_entry_id AS id
         FROM cache_download_queue WHERE priority <= ?`),
       evictSpan: db.prepare<[string, number, number], { bytes: number }>(`DELETE FROM cache_chunks
@@ -284,16 +294,10 @@ export class SqliteRepository implements CacheRepository {
     this.stmts.setPin.run(pinned ? 1 : 0, pinned ? headBytes : null, id);
   }
   entriesPage(query: EntriesPageQuery): EntryFacts[] {
-    const { after, limit, pinned, q } = query;
-    return this.stmts.page
-      .all({
-        c: after?.createdAt ?? -1,
-        i: after?.id ?? '',
-        pinned: pinned === undefined ? null : pinned ? 1 : 0,
-        q: q === undefined || q === '' ? null : q.toLowerCase(),
-        limit,
-      })
-      .map(toFacts);
+    return this.stmts.page.all(pageParams(query)).map(toFacts);
+  }
+  listedPage(query: EntriesPageQuery): ListedFacts[] {
+    return this.stmts.listedPage.all(pageParams(query)).map(toListed);
   }
   entriesByLastAccessPage(after: LastAccessCursor | null, limit: number): EntryFacts[] {
     const a = after ?? { lastAccessed: -1, createdAt: -1, id: '' };

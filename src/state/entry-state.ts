@@ -1,4 +1,4 @@
-import type { EntryFacts } from '../db/repository.js';
+import type { ListedFacts } from '../db/repository.js';
 
 export const EntryState = {
   NotStarted: 'NotStarted',
@@ -14,7 +14,7 @@ export type EntryState = (typeof EntryState)[keyof typeof EntryState];
  * The state of an entry, derived from its rows alone (never kept in memory), so it is the same
  * before and after a restart. Order matters: an error outranks everything, then completeness.
  */
-export function deriveState(facts: EntryFacts | undefined): EntryState {
+export function deriveState(facts: ListedFacts | undefined): EntryState {
   if (!facts) return EntryState.NotStarted;
   const { entry, storedBytes, chunkRows, pendingChunks } = facts;
   if (entry.errorMessage !== null) return EntryState.Failed;

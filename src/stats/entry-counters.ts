@@ -1,5 +1,5 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { CacheRepository, EntryFacts } from '../db/repository.js';
+import type { CacheRepository, ListedFacts } from '../db/repository.js';
 import { deriveState, EntryState } from '../state/entry-state.js';
 
 /** Entries a start-up slice reads before it yields to the event loop. */
@@ -25,7 +25,7 @@ export class EntryCounters {
   private loaded = false;
 
   /** The entry's current facts (after a committed change). */
-  update(facts: EntryFacts): void {
+  update(facts: ListedFacts): void {
     const state = deriveState(facts);
     this.remove(facts.entry.id);
     this.byEntry.set(facts.entry.id, { state, stored: facts.storedBytes });
@@ -54,7 +54,7 @@ export class EntryCounters {
     let after = null;
     for (;;) {
       if (signal?.aborted) return;
-      const page = repo.entriesPage({ limit: LOAD_SLICE, after });
+      const page = repo.listedPage({ limit: LOAD_SLICE, after });
       for (const facts of page) this.update(facts);
       const last = page[page.length - 1];
       if (!last || page.length < LOAD_SLICE) break;
