@@ -207,8 +207,7 @@ describe('eviction', () => {
       assert.equal(sha256(res.body), sha256(data.subarray(12 * CHUNK, 12 * CHUNK + 100)));
       const file = proxy.cache.inspect(big.id).entry?.filePath ?? '';
       await reachState(proxy.cache, big.id, 'Paused');
-      // How much of chunk 12 past the 100 bytes read arrived before the reader's cancel is timing.
-      assert.ok(statSync(file).size >= 12 * CHUNK + 100, 'apparent size: at least up to the bytes read, beyond the room left');
+      assert.ok(statSync(file).size >= 13 * CHUNK, 'apparent size: at least up to the chunk read, beyond the room left');
       // The chunk read, and the head and tail chunks when the manager fetches them on opening.
       assert.ok(statSync(file).blocks * 512 <= 3 * CHUNK + 16384, 'allocated: only what was fetched');
       await proxy.cache.gc();

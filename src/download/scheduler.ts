@@ -12,7 +12,7 @@ import type { AdmissionControl } from '../policy/admission.js';
 import { pickVictim, type BackgroundFill, type RetryPolicy } from '../policy/scheduling.js';
 import { TransferRegistry } from './transfer-registry.js';
 import { UpstreamTiming } from './upstream-timing.js';
-import { OPENING_AFTER_MS, QueueWork, openingRaise } from './queue-work.js';
+import { QueueWork } from './queue-work.js';
 import { StateEvents } from './state-events.js';
 import { applyOutcome } from './outcome.js';
 import { acceptMetadata } from './metadata.js';
@@ -304,20 +304,20 @@ export class Scheduler implements TransferHost {
   acceptMetadata(t: Transfer, entry: EntryRow, meta: UpstreamMetadata): EntryRow {
     const { entry: accepted, first } = acceptMetadata(this.repo, t, entry, meta);
     if (first) {
-      // Readers wake with the first body piece (read right after this returns; waking them here
-      // made the piece wait behind a first look), a reply without one a moment later. The opening
-      // work (a dozen writes, requests) waits OPENING_AFTER_MS, on the queue as of this turn.
+      // Readers wake with the first body piece (it came with the headers and is read right after
+      // this returns): waking them here made them look twice, and the piece wait behind their
+      // first look. A reply without a body wakes them a moment later. The opening work (a dozen
+      // writes, a request) and the state event wait one more turn of the loop, so the first bytes
+      // are on their way first, and the next piece, if it is in, goes out before them too.
       const background = t.priority >= Priority.MEDIUM;
-      const raise = openingRaise(t, this.demand, (e, i, p, now) => this.raise(e, i, p, now));
-      setImmediate(() => this.wakeups.notify(entry.id));
       setImmediate(() => {
-        const state = this.closed ? undefined : this.queue.openingState(entry.id);
-        setTimeout(() => {
+        this.wakeups.notify(entry.id);
+        setImmediate(() => {
           if (this.closed) return;
-          this.guard(() => this.queue.queueOpening(accepted, raise, background, state));
+          this.guard(() => this.queue.queueOpening(accepted, (e, i, p, now) => this.raise(e, i, p, now), background));
           this.emitState(entry.id);
           this.pump();
-        }, OPENING_AFTER_MS);
+        });
       });
     }
     return accepted;
@@ -371,7 +371,6 @@ export class Scheduler implements TransferHost {
 
   /** Pauses background work: queued MEDIUM/LOW rows dropped, such transfers nobody reads cancelled. */
   async pauseBackground(entryId: string): Promise<void> {
-    this.queue.notePaused(entryId);
     this.repo.dequeueAtOrBelow(entryId, Priority.MEDIUM);
     const running = this.transfersOf(entryId).filter((t) => t.priority >= Priority.MEDIUM && !this.demand.wants(entryId, t.chunkIndex));
     for (const t of running) t.stop('cancelled');
