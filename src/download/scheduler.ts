@@ -307,17 +307,16 @@ export class Scheduler implements TransferHost {
       // Readers wake with the first body piece (it came with the headers and is read right after
       // this returns): waking them here made them look twice, and the piece wait behind their
       // first look. A reply without a body wakes them a moment later. The opening work (a dozen
-      // writes, a request) and the state event wait one more turn of the loop, so the first bytes
-      // are on their way first, and the next piece, if it is in, goes out before them too.
+      // writes, a request) and the state event come in the next callback of the same turn:
+      // microtasks run between the two, so the first bytes are on their way first, and a reader
+      // cannot have left yet (its release takes its chunk's opening request with it).
       const background = t.priority >= Priority.MEDIUM;
+      setImmediate(() => this.wakeups.notify(entry.id));
       setImmediate(() => {
-        this.wakeups.notify(entry.id);
-        setImmediate(() => {
-          if (this.closed) return;
-          this.guard(() => this.queue.queueOpening(accepted, (e, i, p, now) => this.raise(e, i, p, now), background));
-          this.emitState(entry.id);
-          this.pump();
-        });
+        if (this.closed) return;
+        this.guard(() => this.queue.queueOpening(accepted, (e, i, p, now) => this.raise(e, i, p, now), background));
+        this.emitState(entry.id);
+        this.pump();
       });
     }
     return accepted;
