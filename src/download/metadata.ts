@@ -1,6 +1,7 @@
-import type { CacheRepository, EntryRow } from '../db/repository.js';
+import type { CacheRepository, EntryRow, Priority } from '../db/repository.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
 import type { UpstreamMetadata } from './downloader.js';
+import type { QueueWork } from './queue-work.js';
 import type { Transfer } from './transfer.js';
 
 /**
@@ -33,4 +34,39 @@ export function acceptMetadata(
     throw new MediaCacheError(ErrorCodes.UPSTREAM_CHANGED, 'upstream file changed (size or ETag differs)');
   }
   return { entry, first: false };
+}
+
+/** What follows a version's first reply needs from the scheduler. */
+export interface FirstReplyHost {
+  readonly queue: QueueWork;
+  readonly isClosed: boolean;
+  /** Wakes the readers waiting on the entry. */
+  wake(entryId: string): void;
+  raise(entry: EntryRow, index: number, priority: Priority, now: number): void;
+  emitState(entryId: string): void;
+  pump(): void;
+  report(err: unknown): void;
+}
+
+/**
+ * After the reply that set a version's size. Readers wake with the first body piece (it came with
+ * the headers and is read right after the reply's callback): waking them at the headers made them
+ * look twice, and the piece wait behind their first look; a reply without a body wakes them a
+ * moment later. The opening work (a dozen writes, a request) and the state event come in the next
+ * callback of the same turn: microtasks run between the two, so the first bytes are on their way
+ * first, and a reader cannot have left yet (its release takes its chunk's opening request with it).
+ * `background`: the reply came to a pre-cache's transfer, not a reader's.
+ */
+export function afterFirstReply(host: FirstReplyHost, entry: EntryRow, background: boolean): void {
+  setImmediate(() => host.wake(entry.id));
+  setImmediate(() => {
+    if (host.isClosed) return;
+    try {
+      host.queue.queueOpening(entry, (e, i, p, now) => host.raise(e, i, p, now), background);
+    } catch (err) {
+      host.report(err);
+    }
+    host.emitState(entry.id);
+    host.pump();
+  });
 }

@@ -15,7 +15,7 @@ import { UpstreamTiming } from './upstream-timing.js';
 import { QueueWork } from './queue-work.js';
 import { StateEvents } from './state-events.js';
 import { applyOutcome } from './outcome.js';
-import { acceptMetadata } from './metadata.js';
+import { acceptMetadata, afterFirstReply, type FirstReplyHost } from './metadata.js';
 import { Transfer, type TransferHost, type TransferResult } from './transfer.js';
 import type { Pacer } from './bandwidth.js';
 import type { Wakeups } from './wakeups.js';
@@ -50,7 +50,7 @@ const PROGRESS_EVENT_MS = 250;
 /** How long the pump waits before retrying after a database error. */
 const PUMP_RETRY_MS = 500;
 
-export class Scheduler implements TransferHost {
+export class Scheduler implements TransferHost, FirstReplyHost {
   private readonly transfers = new TransferRegistry();
   private readonly progressAt = new Map<Transfer, number>();
   /** Entries whose upstream ignores Range, mid-way through the one download of the whole body. */
@@ -303,22 +303,7 @@ export class Scheduler implements TransferHost {
 
   acceptMetadata(t: Transfer, entry: EntryRow, meta: UpstreamMetadata): EntryRow {
     const { entry: accepted, first } = acceptMetadata(this.repo, t, entry, meta);
-    if (first) {
-      // Readers wake with the first body piece (it came with the headers and is read right after
-      // this returns): waking them here made them look twice, and the piece wait behind their
-      // first look. A reply without a body wakes them a moment later. The opening work (a dozen
-      // writes, a request) and the state event come in the next callback of the same turn:
-      // microtasks run between the two, so the first bytes are on their way first, and a reader
-      // cannot have left yet (its release takes its chunk's opening request with it).
-      const background = t.priority >= Priority.MEDIUM;
-      setImmediate(() => this.wakeups.notify(entry.id));
-      setImmediate(() => {
-        if (this.closed) return;
-        this.guard(() => this.queue.queueOpening(accepted, (e, i, p, now) => this.raise(e, i, p, now), background));
-        this.emitState(entry.id);
-        this.pump();
-      });
-    }
+    if (first) afterFirstReply(this, accepted, t.priority >= Priority.MEDIUM);
     return accepted;
   }
 
@@ -377,6 +362,14 @@ export class Scheduler implements TransferHost {
     this.emitState(entryId);
   }
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  wake(entryId: string): void {
+    this.wakeups.notify(entryId);
+  }
+
   /** Emits state-changed when the derived state differs from the last one emitted. */
   emitState(entryId: string): void {
     this.states.check(entryId);
@@ -389,14 +382,6 @@ export class Scheduler implements TransferHost {
     for (const t of running) t.stop('shutdown');
     await this.transfers.whenSettled(running);
     this.wakeups.notifyAll();
-  }
-
-  private guard(work: () => void): void {
-    try {
-      work();
-    } catch (err) {
-      this.report(err);
-    }
   }
 
   report(err: unknown): void {
