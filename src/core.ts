@@ -3,6 +3,7 @@ import type { DemandRegistry } from './download/demand.js';
 import type { Bandwidth } from './download/bandwidth.js';
 import type { Downloader } from './download/downloader.js';
 import { Integrity } from './download/integrity.js';
+import { OPENING_AFTER_MS } from './download/metadata.js';
 import { PlayerEvents } from './download/player-events.js';
 import { ReaderDemand } from './download/reader-demand.js';
 import { Scheduler } from './download/scheduler.js';
@@ -73,6 +74,7 @@ export function wireCore(base: CoreBase, sinks: CoreSinks, options: CacheOptions
       backgroundFill,
       retry: { ...DEFAULTS.retry, ...options.retry },
       bandwidth: bandwidth.limited ? bandwidth : undefined,
+      openingDelayMs: options.openingDelayMs ?? OPENING_AFTER_MS,
     },
     (entryId, bytes, priority) => {
       sinks.meter.record(entryId, bytes);

@@ -34,6 +34,11 @@ export interface CacheOptions {
    * which playback goes first. With both set, background work passes both. Default: no limit.
    */
   limitRateAll?: number | string;
+  /**
+   * How long after a version's first reply its opening work (head and tail) is queued, unless the
+   * download that got the reply ends first. Default 5 ms; a seam for tests that force that order.
+   */
+  openingDelayMs?: number;
   /** Upstream timeout for headers and between body pieces. Default 30 s. */
   upstreamTimeoutMs?: number;
   /** Builds the chunk store on its directory: a seam for tests (a full disk) and embedders. */

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EntryStatus, MediaCache } from '../src/cache.js';
 import { makeData, sha256, startUpstream, type Upstream } from './helpers/upstream.js';
-import { fetchBytes, getJson, nextEvent, startProxy, tempDir, type Proxy } from './helpers/harness.js';
+import { fetchBytes, getJson, nextEvent, startProxy, tempDir, waitUntil, type Proxy } from './helpers/harness.js';
 
 const CHUNK = 64 * 1024;
 
@@ -104,6 +104,45 @@ describe('pre-cache (download for offline)', () => {
       assert.equal(upstream.bytesSent(), data.length - kept, 'only the missing bytes are fetched');
       const full = await fetchBytes(streamUrl.replace(/^http:\/\/[^/]+/, proxy.server.url));
       assert.equal(sha256(full.body), sha256(data));
+    } finally {
+      upstream.options.bytesPerSecond = undefined;
+      await proxy.close();
+    }
+  });
+
+  // The opening work (the rest of a pre-cache) comes a moment after the first reply; these two put
+  // that moment far away, so the first chunk's download ends, or the pause comes, before it.
+  const settled = (proxy: Proxy, id: string) => (): boolean => {
+    const snap = proxy.cache.inspect(id);
+    return snap.transfers.every((t) => t.entryId !== id) && (snap.entry?.queue.length ?? 0) === 0;
+  };
+
+  test('a pre-cache whose first chunk is stored before its opening work is due still fetches the rest', async () => {
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0, openingDelayMs: 60_000 });
+    try {
+      const { id } = await proxy.add(upstream.url('/film.mkv'));
+      proxy.cache.prefetch(id);
+      await waitUntil(proxy.cache, () => (proxy.cache.getEntry(id)?.downloadedBytes ?? 0) > 0 && settled(proxy, id)());
+      // Its first row was gone with chunk 0 stored: the opening work knew a pre-cache was under way.
+      assert.equal(proxy.cache.getEntry(id)?.state, 'Complete');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a pre-cache paused before its opening work is due queues nothing more', async () => {
+    const proxy = await startProxy({ chunkSize: CHUNK, backgroundFill: false, maxSize: 1e9, minFree: 0, openingDelayMs: 60_000 });
+    upstream.options.bytesPerSecond = 64 * 1024; // chunk 0 takes about a second
+    try {
+      const { id } = await proxy.add(upstream.url('/film.mkv'));
+      proxy.cache.prefetch(id);
+      // The first body bytes came (so did the size): the opening work is pending.
+      while ((proxy.cache.getEntry(id)?.totalBytes ?? null) === null) await nextEvent(proxy.cache, 'download-progress');
+      await proxy.cache.pausePrefetch(id);
+      await waitUntil(proxy.cache, settled(proxy, id));
+      const entry = proxy.cache.getEntry(id);
+      assert.equal(entry?.state, 'Paused');
+      assert.ok((entry?.downloadedBytes ?? 0) < CHUNK, `stored ${entry?.downloadedBytes}`);
     } finally {
       upstream.options.bytesPerSecond = undefined;
       await proxy.close();

@@ -50,6 +50,34 @@ test('opening an entry queues its head and tail chunks at HIGH', async () => {
   }
 });
 
+test('the opening work is pending, never missing: a first download that ends before it is due queues it as it ends', async () => {
+  // The opening work's moment is put far away: chunk 0's download ends before it.
+  const small = 4 * 1024;
+  const data = makeData(8 * small, 37);
+  upstream.setFile('/quick-head.mp4', data);
+  const proxy = await startProxy({ chunkSize: small, backgroundFill: false, lookaheadChunks: 0, openingDelayMs: 60_000 });
+  try {
+    const { id, streamUrl } = await proxy.add(upstream.url('/quick-head.mp4'));
+    let atEnd: { transfers: number[]; queued: number[] } | undefined;
+    proxy.cache.on('download-ended', ({ entryId, chunkIndex }) => {
+      if (atEnd || entryId !== id || chunkIndex !== 0) return;
+      const snap = proxy.cache.inspect(id);
+      atEnd = {
+        transfers: snap.transfers.filter((t) => t.entryId === id).map((t) => t.chunkIndex),
+        queued: (snap.entry?.queue ?? []).map((r) => r.chunkIndex),
+      };
+    });
+    const res = await getRange(streamUrl, 'bytes=0-99');
+    assert.equal(sha256(res.body), sha256(data.subarray(0, 100)));
+    await waitUntil(proxy.cache, () => atEnd !== undefined);
+    // The moment chunk 0's download has ended, the tail is queued or on its way: the entry never
+    // looks settled (nothing running, nothing queued) with its opening work still to come.
+    assert.ok(atEnd?.transfers.includes(7) || atEnd?.queued.includes(7), `tail not queued when chunk 0 ended: ${JSON.stringify(atEnd)}`);
+  } finally {
+    await proxy.close();
+  }
+});
+
 test('with a known bitrate, lookahead covers seconds of playback instead of a fixed count of chunks', async () => {
   const data = makeData(40 * CHUNK, 35);
   upstream.setFile('/bitrate.mkv', data);

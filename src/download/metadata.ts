@@ -36,12 +36,14 @@ export function acceptMetadata(
   return { entry, first: false };
 }
 
-/** What follows a version's first reply needs from the scheduler. */
+/** What the opening work needs from the scheduler. */
 export interface FirstReplyHost {
   readonly queue: QueueWork;
   readonly isClosed: boolean;
   /** Wakes the readers waiting on the entry. */
   wake(entryId: string): void;
+  /** Whether a reader still holds demand on the chunk. */
+  wanted(entryId: string, index: number): boolean;
   raise(entry: EntryRow, index: number, priority: Priority, now: number): void;
   emitState(entryId: string): void;
   pump(): void;
@@ -49,24 +51,99 @@ export interface FirstReplyHost {
 }
 
 /**
- * After the reply that set a version's size. Readers wake with the first body piece (it came with
- * the headers and is read right after the reply's callback): waking them at the headers made them
- * look twice, and the piece wait behind their first look; a reply without a body wakes them a
- * moment later. The opening work (a dozen writes, a request) and the state event come in the next
- * callback of the same turn: microtasks run between the two, so the first bytes are on their way
- * first, and a reader cannot have left yet (its release takes its chunk's opening request with it).
- * `background`: the reply came to a pre-cache's transfer, not a reader's.
+ * The opening work comes this long after a version's first reply. Its writes and its requests (a
+ * new connection to the same upstream for the tail) would otherwise share the process, the link and
+ * the upstream with the first bytes a player waits for; a player asks for the tail itself only after
+ * reading the head, a round trip later. Measured with bench/cold-trace.ts: the tail's request landed
+ * inside the first 64 KiB's window.
  */
-export function afterFirstReply(host: FirstReplyHost, entry: EntryRow, background: boolean): void {
-  setImmediate(() => host.wake(entry.id));
-  setImmediate(() => {
-    if (host.isClosed) return;
+export const OPENING_AFTER_MS = 5;
+
+interface Pending {
+  entry: EntryRow;
+  /** The reply came to a pre-cache's or fill's transfer, not a reader's. */
+  background: boolean;
+  /** A pre-cache was under way at the reply (unknown: a busy database; looked up when queued). */
+  prefetching: boolean | undefined;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * What follows the reply that set a version's size: the readers' wake-up, then the opening work
+ * (head and tail, the rest of a pre-cache or fill). The opening work is pending while the transfer
+ * that got the reply runs: it is queued OPENING_AFTER_MS later, or when that transfer ends, whichever
+ * comes first — before the transfer's row goes, so the entry never looks settled (no transfer, no
+ * queued row) with work still to come.
+ */
+export class Openings {
+  private readonly pending = new Map<Transfer, Pending>();
+
+  constructor(
+    private readonly host: FirstReplyHost,
+    private readonly delayMs = OPENING_AFTER_MS,
+  ) {}
+
+  /**
+   * Readers wake with the first body piece (it came with the headers and is read right after the
+   * reply's callback): waking them at the headers made them look twice, and the piece wait behind
+   * their first look; a reply without a body wakes them a moment later.
+   */
+  afterFirstReply(t: Transfer, entry: EntryRow, background: boolean): void {
+    setImmediate(() => this.host.wake(entry.id));
+    const timer = setTimeout(() => this.queue(t, true), this.delayMs);
+    // Taken now: a pre-cache's first row is gone once its chunk is stored, which may be before then.
+    let prefetching: boolean | undefined;
     try {
-      host.queue.queueOpening(entry, (e, i, p, now) => host.raise(e, i, p, now), background);
+      prefetching = this.host.queue.isPrefetching(entry.id);
+    } catch {
+      prefetching = undefined;
+    }
+    this.pending.set(t, { entry, background, prefetching, timer });
+  }
+
+  /** The entry's pre-cache was paused: its pending opening queues no pre-cache rows. */
+  backgroundPaused(entryId: string): void {
+    for (const p of this.pending.values()) if (p.entry.id === entryId) p.prefetching = false;
+  }
+
+  /**
+   * `t` is ending: its opening work, still pending, is queued now (the caller emits and pumps) —
+   * or dropped, when the entry is being removed.
+   */
+  transferEnding(t: Transfer, removing: boolean): void {
+    if (removing) clearTimeout(this.pending.get(t)?.timer);
+    if (removing) this.pending.delete(t);
+    else this.queue(t, false);
+  }
+
+  /** Shutdown: pending work is dropped (a restart queues what a reader asks for). */
+  clear(): void {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
+  }
+
+  private queue(t: Transfer, announce: boolean): void {
+    const p = this.pending.get(t);
+    if (!p) return;
+    this.pending.delete(t);
+    clearTimeout(p.timer);
+    const { host } = this;
+    if (host.isClosed) return;
+    // A reader gone by now (a probe) takes its own chunk's opening request with it, as its release
+    // does for a row queued before it left.
+    const readersChunk = p.background ? -1 : t.chunkIndex;
+    try {
+      host.queue.queueOpening(
+        p.entry,
+        (e, i, priority, now) => void (i !== readersChunk || host.wanted(e.id, i) ? host.raise(e, i, priority, now) : undefined),
+        p.background,
+        p.prefetching,
+      );
     } catch (err) {
       host.report(err);
     }
-    host.emitState(entry.id);
+    if (!announce) return;
+    host.emitState(p.entry.id);
     host.pump();
-  });
+  }
 }

@@ -45,11 +45,13 @@ export class QueueWork {
    * Once the size is known: head and tail at HIGH, the rest as openingPlan() says. Opened by
    * background work (a pre-cache nobody plays yet), head and tail are background work too: at
    * HIGH they would pass `--limit-rate` (a reader raises what it needs when it comes).
+   * `prefetching`: whether a pre-cache was under way when the size came (its first row may be
+   * stored and gone by now); looked up when not given.
    */
-  queueOpening(entry: EntryRow, raise: Raise, background = false): void {
+  queueOpening(entry: EntryRow, raise: Raise, background = false, prefetching?: boolean): void {
     const current = this.repo.getEntry(entry.id);
     if (!current || current.version !== entry.version) return;
-    const plan = openingPlan(chunkCount(current), this.isPrefetching(entry.id), this.fills(entry.id));
+    const plan = openingPlan(chunkCount(current), prefetching ?? this.isPrefetching(entry.id), this.fills(entry.id));
     // One millisecond earlier than readers' lookahead, so head and tail sort before it.
     const early = Date.now() - 1;
     if (!background) for (const index of plan.high) raise(current, index, Priority.HIGH, early);

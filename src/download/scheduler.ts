@@ -15,7 +15,7 @@ import { UpstreamTiming } from './upstream-timing.js';
 import { QueueWork } from './queue-work.js';
 import { StateEvents } from './state-events.js';
 import { applyOutcome } from './outcome.js';
-import { acceptMetadata, afterFirstReply, type FirstReplyHost } from './metadata.js';
+import { acceptMetadata, Openings, type FirstReplyHost } from './metadata.js';
 import { Transfer, type TransferHost, type TransferResult } from './transfer.js';
 import type { Pacer } from './bandwidth.js';
 import type { Wakeups } from './wakeups.js';
@@ -43,6 +43,8 @@ export interface SchedulerOptions {
   retry: RetryPolicy;
   /** The bandwidth limits, when any is set: transfers are paced by them. */
   bandwidth?: Pacer;
+  /** How long after a version's first reply its opening work comes (OPENING_AFTER_MS). */
+  openingDelayMs: number;
 }
 
 /** How often (ms) a transfer's progress event may fire. */
@@ -59,6 +61,7 @@ export class Scheduler implements TransferHost, FirstReplyHost {
   /** Entries being removed: none of their queued work starts. */
   private readonly forgetting = new Set<string>();
   readonly queue: QueueWork;
+  private readonly openings: Openings;
   /** The upstream's measured first-byte time and rate: what a split at a seek is decided on. */
   readonly upstream = new UpstreamTiming();
   private pumping = false;
@@ -80,6 +83,7 @@ export class Scheduler implements TransferHost, FirstReplyHost {
     states?: StateEvents,
   ) {
     this.queue = new QueueWork(repo, options.backgroundFill);
+    this.openings = new Openings(this, options.openingDelayMs);
     this.states = states ?? new StateEvents(repo, events);
   }
 
@@ -259,6 +263,7 @@ export class Scheduler implements TransferHost, FirstReplyHost {
   }
 
   private settle(t: Transfer, result: TransferResult): void {
+    this.openings.transferEnding(t, this.forgetting.has(t.entryId));
     this.transfers.remove(t);
     this.progressAt.delete(t);
     const wasWhole = this.wholeBodies.get(t.entryId) === t;
@@ -303,7 +308,7 @@ export class Scheduler implements TransferHost, FirstReplyHost {
 
   acceptMetadata(t: Transfer, entry: EntryRow, meta: UpstreamMetadata): EntryRow {
     const { entry: accepted, first } = acceptMetadata(this.repo, t, entry, meta);
-    if (first) afterFirstReply(this, accepted, t.priority >= Priority.MEDIUM);
+    if (first) this.openings.afterFirstReply(t, accepted, t.priority >= Priority.MEDIUM);
     return accepted;
   }
 
@@ -355,6 +360,7 @@ export class Scheduler implements TransferHost, FirstReplyHost {
 
   /** Pauses background work: queued MEDIUM/LOW rows dropped, such transfers nobody reads cancelled. */
   async pauseBackground(entryId: string): Promise<void> {
+    this.openings.backgroundPaused(entryId);
     this.repo.dequeueAtOrBelow(entryId, Priority.MEDIUM);
     const running = this.transfersOf(entryId).filter((t) => t.priority >= Priority.MEDIUM && !this.demand.wants(entryId, t.chunkIndex));
     for (const t of running) t.stop('cancelled');
@@ -370,6 +376,10 @@ export class Scheduler implements TransferHost, FirstReplyHost {
     this.wakeups.notify(entryId);
   }
 
+  wanted(entryId: string, index: number): boolean {
+    return this.demand.wants(entryId, index);
+  }
+
   /** Emits state-changed when the derived state differs from the last one emitted. */
   emitState(entryId: string): void {
     this.states.check(entryId);
@@ -378,6 +388,7 @@ export class Scheduler implements TransferHost, FirstReplyHost {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retryTimer);
+    this.openings.clear();
     const running = [...this.transfers.all()];
     for (const t of running) t.stop('shutdown');
     await this.transfers.whenSettled(running);
