@@ -91,14 +91,18 @@ export class Openings {
   afterFirstReply(t: Transfer, entry: EntryRow, background: boolean): void {
     setImmediate(() => this.host.wake(entry.id));
     const timer = setTimeout(() => this.queue(t, true), this.delayMs);
-    // Taken now: a pre-cache's first row is gone once its chunk is stored, which may be before then.
-    let prefetching: boolean | undefined;
-    try {
-      prefetching = this.host.queue.isPrefetching(entry.id);
-    } catch {
-      prefetching = undefined;
-    }
-    this.pending.set(t, { entry, background, prefetching, timer });
+    const pending: Pending = { entry, background, prefetching: undefined, timer };
+    this.pending.set(t, pending);
+    // Whether a pre-cache is under way, taken before its first row can go (its chunk stored: the
+    // first write starts on the next turn), after the readers' first bytes (a query).
+    setImmediate(() => {
+      if (this.pending.get(t) !== pending) return;
+      try {
+        pending.prefetching ??= this.host.queue.isPrefetching(entry.id);
+      } catch {
+        // a busy database: looked up when the work is queued
+      }
+    });
   }
 
   /** The entry's pre-cache was paused: its pending opening queues no pre-cache rows. */
