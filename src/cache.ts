@@ -16,7 +16,7 @@ import { DEFAULT_PAGE, entryJsonPage, entryPage, type EntryPageQuery } from './e
 import { ObservedRepository } from './db/observed-repository.js';
 import { ChunkStore } from './store/chunk-store.js';
 import { DataDirLock } from './data-dir-lock.js';
-import { EntryInputSchema, cacheKeyOf, isPlainUrl, type EntryInput } from './entry-input.js';
+import { EntryInputSchema, cacheKeyOf, redactUrl, type EntryInput } from './entry-input.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
 import { CoreEvents, repositoryEvents, type CacheEvents } from './events.js';
 import { entrySnapshot, type CoreSnapshot, type TransferSnapshot } from './inspect.js';
@@ -209,8 +209,9 @@ export class MediaCache {
         slice: (q) => this.repo.listedJsonPage(q, streamBase),
         exact: (rows) => {
           const live = new Set([...this.meter.meteredIds(), ...this.scheduler.snapshot().map((t) => t.entryId)]);
-          return rows.every(([id, url, , exact]) => exact === 1 && !live.has(id) && isPlainUrl(url));
+          return rows.every(([id, , , exact]) => exact === 1 && !live.has(id));
         },
+        listedUrl: redactUrl,
         render: (q) => this.repo.listedPage(q).map(json).join(','),
       },
       query,

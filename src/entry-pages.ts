@@ -64,8 +64,10 @@ function pageLimit(query: EntryPageQuery): number {
 /** What a page in JSON needs: the database's slices, and a JS rendering for rows it cannot write. */
 export interface JsonPageSource {
   slice(query: EntriesPageQuery): ListedJsonSlice;
-  /** True when the database's text is every row's: each exact, none running or metered, URLs shown as stored. */
+  /** True when the database's text is every row's but for URLs: each exact, none running or metered. */
   exact(rows: ListedJsonSlice['rows']): boolean;
+  /** A URL as listings show it (redacted): the database writes it as stored. */
+  listedUrl(url: string): string;
   /** The same rows rendered in JS: their JSON objects joined by commas. */
   render(query: EntriesPageQuery): string;
 }
@@ -75,8 +77,8 @@ const COMMA = Buffer.from(',');
 
 /**
  * entryPage() without a state filter, as the API's body `{"entries":[…],"next":…}`: the same
- * entries and cursor, byte for byte the JSON of its summaries. A slice with a row the database
- * cannot write exactly (a transfer running, a URL to redact) is rendered in JS as a whole.
+ * entries and cursor, byte for byte the JSON of its summaries. URLs to redact are replaced in the
+ * database's text; a slice with a row it cannot write (a transfer running) is rendered in JS.
  * The body comes in parts, for the socket to gather (no copy of 300 KB into one buffer).
  */
 export async function entryJsonPage(source: JsonPageSource, query: Omit<EntryPageQuery, 'state'>): Promise<Buffer[]> {
@@ -90,7 +92,8 @@ export async function entryJsonPage(source: JsonPageSource, query: Omit<EntryPag
     const last = rows[rows.length - 1];
     if (last) {
       if (count > 0) parts.push(COMMA);
-      parts.push(source.exact(rows) ? json : Buffer.from(source.render(slice)));
+      const written = source.exact(rows) ? withListedUrls(json, rows, source.listedUrl) : null;
+      parts.push(written ?? Buffer.from(source.render(slice)));
       after = { createdAt: last[2], id: last[0] };
       count += rows.length;
     }
@@ -101,6 +104,26 @@ export async function entryJsonPage(source: JsonPageSource, query: Omit<EntryPag
     }
     await yieldToLoop();
   }
+}
+
+/**
+ * The slice with each URL that listings show otherwise (credentials, tokens) replaced in place:
+ * a row's text starts `{"id":<id>,"url":<url>`, both quoted as JSON.stringify quotes them, and
+ * `{"id":` occurs nowhere else (a quote inside a string is escaped). Null if a row is not found.
+ */
+function withListedUrls(json: Buffer, rows: ListedJsonSlice['rows'], listedUrl: (url: string) => string): Buffer | null {
+  const out: Buffer[] = [];
+  let from = 0;
+  for (const [id, url] of rows) {
+    const shown = listedUrl(url);
+    if (shown === url) continue;
+    const head = Buffer.from(`{"id":${JSON.stringify(id)},"url":`);
+    const at = json.indexOf(head, from);
+    if (at < 0) return null;
+    out.push(json.subarray(from, at + head.length), Buffer.from(JSON.stringify(shown)));
+    from = at + head.length + Buffer.byteLength(JSON.stringify(url));
+  }
+  return from === 0 ? json : Buffer.concat([...out, json.subarray(from)]);
 }
 
 export function encodeCursor(c: EntryCursor): string {

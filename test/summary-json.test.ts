@@ -164,8 +164,9 @@ test('GET /api/entries pages are the JSON of listPage() with stream URLs, writte
   const dir = tempDir();
   const repo = new SqliteRepository(path.join(dir, 'cache.db'));
   for (let i = 0; i < 40; i++) {
-    // Every 7th URL carries a token to redact: its slice is written in JS.
-    const url = i % 7 === 3 ? `http://media.lan/v/${i}.mkv?api_key=secret${i}` : `http://media.lan/v/${i}.mkv`;
+    // Some URLs carry a token or credentials to redact, or are not in normal form: replaced in the SQL's text.
+    let url = i % 7 === 3 ? `http://media.lan/v/${i}.mkv?api_key=secret${i}` : `http://media.lan/v/${i}.mkv`;
+    if (i % 13 === 5) url = `http://user:pw@Media.LAN:80/v/${i}.mkv?x="${i}"`;
     addEntry(repo, i, { url, sourceId: i % 3 ? null : `src "${i}"` }, { total: 4_096 + i, chunks: i % 5, pin: i % 11 ? false : null });
   }
   repo.close();
