@@ -11,7 +11,7 @@ import { DemandRegistry } from './download/demand.js';
 import { Wakeups } from './download/wakeups.js';
 import { EntryReader, type ReadPath } from './read/entry-reader.js';
 import { passthrough } from './read/passthrough.js';
-import { Priority, type EntryFacts, type EntryRow, type ListedFacts } from './db/repository.js';
+import { Priority, type EntriesPageQuery, type EntryFacts, type EntryRow, type ListedFacts } from './db/repository.js';
 import { DEFAULT_PAGE, entryJsonPage, entryPage, type EntryPageQuery } from './entry-pages.js';
 import { ObservedRepository } from './db/observed-repository.js';
 import { ChunkStore } from './store/chunk-store.js';
@@ -204,18 +204,9 @@ export class MediaCache {
   /** listPage() without a state filter as the API's body, each summary then `streamUrl` (`streamBase` + id): the same bytes, mostly written by SQLite. */
   async listPageJson(query: Omit<EntryPageQuery, 'state'>, streamBase: string): Promise<Buffer[]> {
     const json = (f: ListedFacts): string => JSON.stringify({ ...this.summaryOf(f), streamUrl: streamBase + f.entry.id });
-    return entryJsonPage(
-      {
-        slice: (q) => this.repo.listedJsonPage(q, streamBase),
-        exact: (rows) => {
-          const live = new Set([...this.meter.meteredIds(), ...this.scheduler.snapshot().map((t) => t.entryId)]);
-          return rows.every(([id, , , exact]) => exact === 1 && !live.has(id));
-        },
-        listedUrl: redactUrl,
-        render: (q) => this.repo.listedPage(q).map(json).join(','),
-      },
-      query,
-    );
+    const live = (): Set<string> => new Set([...this.meter.meteredIds(), ...this.scheduler.snapshot().map((t) => t.entryId)]);
+    const render = (q: EntriesPageQuery): string => this.repo.listedPage(q).map(json).join(',');
+    return entryJsonPage({ slice: (q) => this.repo.listedJsonPage(q, streamBase), live, listedUrl: redactUrl, render }, query);
   }
 
   /**

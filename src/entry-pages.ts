@@ -64,8 +64,8 @@ function pageLimit(query: EntryPageQuery): number {
 /** What a page in JSON needs: the database's slices, and a JS rendering for rows it cannot write. */
 export interface JsonPageSource {
   slice(query: EntriesPageQuery): ListedJsonSlice;
-  /** True when the database's text is every row's but for URLs: each exact, none running or metered. */
-  exact(rows: ListedJsonSlice['rows']): boolean;
+  /** Entries whose summary shows a transfer or a recent rate now (the database writes none). */
+  live(): ReadonlySet<string>;
   /** A URL as listings show it (redacted): the database writes it as stored. */
   listedUrl(url: string): string;
   /** The same rows rendered in JS: their JSON objects joined by commas. */
@@ -92,7 +92,9 @@ export async function entryJsonPage(source: JsonPageSource, query: Omit<EntryPag
     const last = rows[rows.length - 1];
     if (last) {
       if (count > 0) parts.push(COMMA);
-      const written = source.exact(rows) ? withListedUrls(json, rows, source.listedUrl) : null;
+      const live = source.live();
+      const exact = rows.every(([id, , , ok]) => ok === 1 && !live.has(id));
+      const written = exact ? withListedUrls(json, rows, source.listedUrl) : null;
       parts.push(written ?? Buffer.from(source.render(slice)));
       after = { createdAt: last[2], id: last[0] };
       count += rows.length;
