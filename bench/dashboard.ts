@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Upstream } from '../test/helpers/upstream.js';
 import { SqliteRepository } from '../src/db/sqlite-repository.js';
 import { fixtureFile, hasCurl, median, startProxyChild, timeBody, type ProxyChild, type Row } from './lib.js';
-import { generate } from './scale.js';
+import { generate } from './scale-data.js';
 
 const MB = 1_000_000;
 const MiB = 1024 * 1024;

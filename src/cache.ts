@@ -11,12 +11,12 @@ import { DemandRegistry } from './download/demand.js';
 import { Wakeups } from './download/wakeups.js';
 import { EntryReader, type ReadPath } from './read/entry-reader.js';
 import { passthrough } from './read/passthrough.js';
-import { Priority, type EntryFacts, type EntryRow } from './db/repository.js';
-import { DEFAULT_PAGE, entryPage, type EntryPageQuery } from './entry-pages.js';
+import { Priority, type EntriesPageQuery, type EntryFacts, type EntryRow, type ListedFacts } from './db/repository.js';
+import { DEFAULT_PAGE, entryJsonPage, entryPage, type EntryPageQuery } from './entry-pages.js';
 import { ObservedRepository } from './db/observed-repository.js';
 import { ChunkStore } from './store/chunk-store.js';
 import { DataDirLock } from './data-dir-lock.js';
-import { EntryInputSchema, cacheKeyOf, type EntryInput } from './entry-input.js';
+import { EntryInputSchema, cacheKeyOf, redactUrl, type EntryInput } from './entry-input.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
 import { CoreEvents, repositoryEvents, type CacheEvents } from './events.js';
 import { entrySnapshot, type CoreSnapshot, type TransferSnapshot } from './inspect.js';
@@ -198,7 +198,15 @@ export class MediaCache {
   /** One page of entries in a stable order, filtered; `next` goes on where it stopped (null at the end). */
   async listPage(query: EntryPageQuery = {}): Promise<{ entries: EntrySummary[]; next: string | null }> {
     const { facts, next } = await entryPage((q) => this.repo.listedPage(q), query);
-    return { entries: facts.map((f) => entrySummary(f, this.transfersOf(f.entry.id), this.meter.rate(f.entry.id))), next };
+    return { entries: facts.map((f) => this.summaryOf(f)), next };
+  }
+
+  /** listPage() without a state filter as the API's body, each summary then `streamUrl` (`streamBase` + id): the same bytes, mostly written by SQLite. */
+  async listPageJson(query: Omit<EntryPageQuery, 'state'>, streamBase: string): Promise<Buffer[]> {
+    const json = (f: ListedFacts): string => JSON.stringify({ ...this.summaryOf(f), streamUrl: streamBase + f.entry.id });
+    const live = (): Set<string> => new Set([...this.meter.meteredIds(), ...this.scheduler.snapshot().map((t) => t.entryId)]);
+    const render = (q: EntriesPageQuery): string => this.repo.listedPage(q).map(json).join(',');
+    return entryJsonPage({ slice: (q) => this.repo.listedJsonPage(q, streamBase), live, listedUrl: redactUrl, render }, query);
   }
 
   /**
@@ -388,6 +396,9 @@ export class MediaCache {
     return entryStatus(facts, this.repo.listChunks(id), this.transfersOf(id), this.meter.rate(id));
   }
 
+  private summaryOf(f: ListedFacts): EntrySummary {
+    return entrySummary(f, this.transfersOf(f.entry.id), this.meter.rate(f.entry.id));
+  }
   private transfersOf(id: string): TransferSnapshot[] {
     return this.scheduler.transfersOf(id).map((t) => t.snapshot());
   }

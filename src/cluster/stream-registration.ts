@@ -18,6 +18,8 @@ export interface ClusterRouting {
   readonly hosts: readonly string[];
   /** The signed stream URL on the balancer, or null outside a cluster. */
   streamUrl(id: string): string | null;
+  /** True when streamUrl() gives URLs (each with its own token), false when it always gives null. */
+  readonly signsUrls: boolean;
   /**
    * The id to serve for `GET /stream/<id>?t=…`. A known id is served as it is (a token, when
    * present, must still verify: an altered URL is refused, not ignored). An unknown id is
@@ -50,6 +52,7 @@ export function clusterRouting(cache: MediaCache, options: ClusterServerOptions 
   const publicHost = publicUrl ? hostnameOf(publicUrl.host) : null;
   return {
     hosts: publicHost === null ? [] : [publicHost],
+    signsUrls: origin !== undefined && signer !== undefined,
     streamUrl(id) {
       if (origin === undefined || !signer) return null;
       const input = cache.entryInput(id);

@@ -75,6 +75,14 @@ export interface EntriesPageQuery {
   q?: string;
 }
 
+/** A slice of a page written as JSON by the database (src/db/summary-json.ts). */
+export interface ListedJsonSlice {
+  /** The rows' summaries as JSON objects joined by commas; empty when no row matched. */
+  json: Buffer;
+  /** Per row, in order: id, URL as stored, created_at, and 1 when `json` is exactly the JS rendering of it. */
+  rows: Array<[id: string, url: string, createdAt: number, exact: 0 | 1]>;
+}
+
 export interface LastAccessCursor {
   lastAccessed: number;
   createdAt: number;
@@ -133,6 +141,12 @@ export interface CacheRepository {
    * which is most of what a page of 500 costs in the database (issue 13).
    */
   listedPage(query: EntriesPageQuery): ListedFacts[];
+  /**
+   * listedPage()'s rows as the API lists them, written as JSON by SQLite (a third of the main
+   * thread's time per page), with `streamUrl` = `streamBase` + id. Exact for idle entries with a
+   * plain URL; the caller renders the others (see ListedJsonSlice.rows).
+   */
+  listedJsonPage(query: EntriesPageQuery, streamBase: string): ListedJsonSlice;
   /** Entries in eviction order (last_accessed, created_at, id) after `after`: passes walk it in slices. */
   entriesByLastAccessPage(after: LastAccessCursor | null, limit: number): EntryFacts[];
 

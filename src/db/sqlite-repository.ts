@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from './schema.js';
+import { summaryJsonSql } from './summary-json.js';
 import { redactUrl } from '../entry-input.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
 import type {
@@ -11,6 +12,7 @@ import type {
   EntryRow,
   LastAccessCursor,
   ListedFacts,
+  ListedJsonSlice,
   NewEntry,
   Priority,
   QueueRow,
@@ -162,6 +164,7 @@ export class SqliteRepository implements CacheRepository {
         .raw(true),
       page: db.prepare<PageParams, FactsTuple>(`${FACTS_SELECT} ${PAGE_WHERE}`).raw(true),
       listedPage: db.prepare<PageParams, ListedTuple>(`${LISTED_SELECT} ${PAGE_WHERE}`).raw(true),
+      listedJson: db.prepare<PageParams & { streamBase: string }, [Buffer | null, string]>(summaryJsonSql(PAGE_WHERE)).raw(true),
       queuedAtOrAbove: db.prepare<[number], { id: string }>(`SELECT DISTINCT cache_entry_id AS id
         FROM cache_download_queue WHERE priority <= ?`),
       evictSpan: db.prepare<[string, number, number], { bytes: number }>(`DELETE FROM cache_chunks
@@ -298,6 +301,10 @@ export class SqliteRepository implements CacheRepository {
   }
   listedPage(query: EntriesPageQuery): ListedFacts[] {
     return this.stmts.listedPage.all(pageParams(query)).map(toListed);
+  }
+  listedJsonPage(query: EntriesPageQuery, streamBase: string): ListedJsonSlice {
+    const [json, rows] = this.stmts.listedJson.get({ ...pageParams(query), streamBase }) ?? [null, '[]'];
+    return { json: json ?? Buffer.alloc(0), rows: JSON.parse(rows) as ListedJsonSlice['rows'] };
   }
   entriesByLastAccessPage(after: LastAccessCursor | null, limit: number): EntryFacts[] {
     const a = after ?? { lastAccessed: -1, createdAt: -1, id: '' };

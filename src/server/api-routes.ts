@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EntryStatus, MediaCache } from '../cache.js';
 import { ErrorCodes, MediaCacheError } from '../errors.js';
-import { readJson, sendJson } from './respond.js';
+import { readJson, sendJson, sendJsonBytes } from './respond.js';
 import { parsePageQuery } from '../entry-pages.js';
 import { z } from 'zod';
 
@@ -11,25 +11,32 @@ const PinBody = z.object({ headBytes: z.number().int().positive().max(Number.MAX
 export { ENTRY_ID } from '../cluster/ids.js';
 import { ENTRY_ID } from '../cluster/ids.js';
 
-export type StreamUrlOf = (req: IncomingMessage, id: string) => string;
+export interface StreamUrls {
+  of(req: IncomingMessage, id: string): string;
+  /** The prefix every stream URL is `<prefix><id>` under, or null when each has its own token. */
+  base(req: IncomingMessage): string | null;
+}
 
 /** The JSON API under /api: thin over MediaCache, which owns all behaviour. */
 export async function handleApi(
   cache: MediaCache,
-  streamUrlOf: StreamUrlOf,
+  streamUrls: StreamUrls,
   parts: string[],
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
   const method = req.method ?? 'GET';
-  const withUrl = (e: EntryStatus): EntryStatus & { streamUrl: string } => ({ ...e, streamUrl: streamUrlOf(req, e.id) });
+  const withUrl = (e: EntryStatus): EntryStatus & { streamUrl: string } => ({ ...e, streamUrl: streamUrls.of(req, e.id) });
 
   if (parts.length === 1 && parts[0] === 'entries') {
     if (method === 'GET') {
-      const params = new URL(req.url ?? '/', 'http://x').searchParams;
-      const page = await cache.listPage(parsePageQuery(params));
+      const query = parsePageQuery(new URL(req.url ?? '/', 'http://x').searchParams);
+      const base = streamUrls.base(req);
+      // The common page (no state filter, plain stream URLs) is written by the database: the same bytes.
+      if (base !== null && query.state === undefined) return sendJsonBytes(res, 200, await cache.listPageJson(query, base));
+      const page = await cache.listPage(query);
       // The summaries are this request's own: adding the URL in place spares a copy of 500 objects.
-      const entries = page.entries.map((e) => Object.assign(e, { streamUrl: streamUrlOf(req, e.id) }));
+      const entries = page.entries.map((e) => Object.assign(e, { streamUrl: streamUrls.of(req, e.id) }));
       return sendJson(res, 200, { entries, next: page.next });
     }
     if (method === 'POST') {

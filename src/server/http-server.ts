@@ -88,11 +88,11 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
   // Off loopback (a token is then required), players on the LAN may reach streams by any name
   // (mDNS, a router's DNS): stream ids are unguessable, and the API keeps its host check.
   const streamsAnyHost = !isLoopback(host);
-  const streamUrlOf = (req: IncomingMessage | undefined, id: string): string => {
-    // Bound to every interface, the address the client used is the one that reaches us.
-    const origin = wildcard && req?.headers.host ? `http://${req.headers.host}` : base;
-    return cluster.streamUrl(id) ?? `${origin}/stream/${id}`;
-  };
+  // Bound to every interface, the address the client used is the one that reaches us.
+  const streamBaseOf = (req: IncomingMessage | undefined): string =>
+    `${wildcard && req?.headers.host ? `http://${req.headers.host}` : base}/stream/`;
+  const streamUrlOf = (req: IncomingMessage | undefined, id: string): string => cluster.streamUrl(id) ?? streamBaseOf(req) + id;
+  const streamUrls = { of: streamUrlOf, base: (req: IncomingMessage) => (cluster.signsUrls ? null : streamBaseOf(req)) };
 
   const hub = new LiveHub(cache, { streamUrl: (id) => streamUrlOf(undefined, id) });
   metrics.watchLive(hub);
@@ -135,7 +135,7 @@ export async function startServer(cache: MediaCache, options: ServerOptions = {}
       );
     }
     if (parts[0] === 'api' && (await handleLive(hub, parts, req, res))) return;
-    if (parts[0] === 'api') return handleApi(cache, streamUrlOf, parts.slice(1), req, res);
+    if (parts[0] === 'api') return handleApi(cache, streamUrls, parts.slice(1), req, res);
     if (serveDashboard(path, req, res)) return;
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok', node: nodeName });
     if (path === '/metrics' && req.method === 'GET') {

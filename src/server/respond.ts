@@ -6,14 +6,28 @@ export const RETRY_AFTER_S = 5;
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   // Encoded once: a page of 500 entries is ~300 KB, and byteLength() then end(string) is two passes.
-  const bytes = Buffer.from(JSON.stringify(body));
+  sendJsonBytes(res, status, Buffer.from(JSON.stringify(body)), headers);
+}
+
+/** sendJson() for a body already encoded, whole or in parts (written in order, gathered by the socket). */
+export function sendJsonBytes(
+  res: ServerResponse,
+  status: number,
+  body: Buffer | readonly Buffer[],
+  headers: Record<string, string> = {},
+): void {
+  const parts = Buffer.isBuffer(body) ? [body] : body;
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
-    'content-length': bytes.length,
+    'content-length': parts.reduce((n, p) => n + p.length, 0),
     'cache-control': 'no-store',
     ...headers,
   });
-  res.end(bytes);
+  // Corked: the parts leave in one writev, with the headers.
+  res.cork();
+  for (const p of parts) res.write(p);
+  res.end();
+  res.uncork();
 }
 
 /** `{"error": {"code", "message"}}` with the status the code maps to; never a stack trace. */

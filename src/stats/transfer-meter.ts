@@ -36,6 +36,11 @@ export class TransferMeter {
     if (list.length === 0) this.samples.delete(entryId);
   }
 
+  /** Entries with bytes in the window (a superset of those whose rate() is above 0). */
+  meteredIds(): IterableIterator<string> {
+    return this.samples.keys();
+  }
+
   /** Bytes per second over the last few seconds; 0 when nothing arrived. */
   rate(entryId: string): number {
     const list = this.samples.get(entryId);
