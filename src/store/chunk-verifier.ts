@@ -6,6 +6,11 @@ import type { ChunkStore } from './chunk-store.js';
 
 const VERIFY_READ = 1024 * 1024;
 
+interface Stat {
+  size: number;
+  mtimeMs: number;
+}
+
 interface FileBaseline {
   size: number;
   mtimeMs: number;
@@ -20,10 +25,26 @@ interface FileBaseline {
  */
 export class ChunkVerifier {
   private readonly files = new Map<string, FileBaseline>();
+  /** A stat under way per file, shared by the checks that come meanwhile (many readers of one file). */
+  private readonly statting = new Map<string, Promise<Stat | undefined>>();
 
   constructor(private readonly store: ChunkStore) {}
 
-  private async stat(file: string): Promise<{ size: number; mtimeMs: number } | undefined> {
+  /**
+   * The file's size and mtime for a check: a check that comes while a stat of the file runs takes
+   * its result (50 readers of one file made a thread-pool call each per row served). That stat is
+   * at most a fraction of a millisecond older than one of its own; a change can slip past either.
+   */
+  private sharedStat(file: string): Promise<Stat | undefined> {
+    let pending = this.statting.get(file);
+    if (!pending) {
+      pending = this.stat(file).finally(() => this.statting.delete(file));
+      this.statting.set(file, pending);
+    }
+    return pending;
+  }
+
+  private async stat(file: string): Promise<Stat | undefined> {
     try {
       const st = await fsp.stat(path.join(this.store.root, file));
       return { size: st.size, mtimeMs: st.mtimeMs };
@@ -48,7 +69,7 @@ export class ChunkVerifier {
    * is most likely ours — adopt it rather than re-reading every row served during playback.
    */
   async check(file: string, row: ChunkRow, ownWrites = false): Promise<boolean> {
-    const st = await this.stat(file);
+    const st = await this.sharedStat(file);
     if (!st) return false;
     let base = this.files.get(file);
     if (!base || base.size !== st.size || base.mtimeMs !== st.mtimeMs) {
