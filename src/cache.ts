@@ -11,17 +11,18 @@ import { DemandRegistry } from './download/demand.js';
 import { Wakeups } from './download/wakeups.js';
 import { EntryReader, type ReadPath } from './read/entry-reader.js';
 import { passthrough } from './read/passthrough.js';
-import { Priority, type EntriesPageQuery, type EntryFacts, type EntryRow, type ListedFacts } from './db/repository.js';
-import { DEFAULT_PAGE, entryJsonPage, entryPage, type EntryPageQuery } from './entry-pages.js';
+import { Priority, type EntryRow } from './db/repository.js';
+import { DEFAULT_PAGE, entryPage, type EntryPageQuery } from './entry-pages.js';
+import { EntryViews } from './entry-views.js';
 import { ObservedRepository } from './db/observed-repository.js';
 import { ChunkStore } from './store/chunk-store.js';
 import { DataDirLock } from './data-dir-lock.js';
-import { EntryInputSchema, cacheKeyOf, redactUrl, type EntryInput } from './entry-input.js';
+import { EntryInputSchema, cacheKeyOf, type EntryInput } from './entry-input.js';
 import { ErrorCodes, MediaCacheError } from './errors.js';
 import { CoreEvents, repositoryEvents, type CacheEvents } from './events.js';
-import { entrySnapshot, type CoreSnapshot, type TransferSnapshot } from './inspect.js';
+import { entrySnapshot, type CoreSnapshot } from './inspect.js';
 import { versionFileName } from './model/geometry.js';
-import { entryStatus, entrySummary, type EntryStatus, type EntrySummary } from './status.js';
+import type { EntryStatus, EntrySummary } from './status.js';
 import type { Evictor, CacheLimits, DiskUsageSummary, GcReport } from './store/evictor.js';
 import { CacheStats, type StatTotals } from './stats/stats.js';
 import { TransferMeter } from './stats/transfer-meter.js';
@@ -55,6 +56,7 @@ export class MediaCache {
   private readonly scheduler: Scheduler;
   private readonly integrity: Integrity;
   private readonly evictor: Evictor;
+  private readonly views: EntryViews;
   private readonly readPath: ReadPath;
   private readonly counters = new EntryCounters();
   private readonly loading = new AbortController();
@@ -104,6 +106,7 @@ export class MediaCache {
       options,
     );
     ({ scheduler: this.scheduler, integrity: this.integrity, evictor: this.evictor, readPath: this.readPath, live: this.live } = core);
+    this.views = new EntryViews(this.repo, this.scheduler, this.meter);
   }
 
   /** Opens the cache on a data dir and resumes its persisted download queue. */
@@ -154,7 +157,7 @@ export class MediaCache {
     if (existing) {
       if (existing.originalUrl !== valid.url) this.repo.updateEntryUrl(existing.id, valid.url);
       if (valid.bitrate !== undefined && existing.bitrate !== valid.bitrate) this.repo.setEntryBitrate(existing.id, valid.bitrate);
-      return { entry: this.statusOf(existing.id), created: false };
+      return { entry: this.views.status(existing.id), created: false };
     }
     const id = options.id ?? this.ids?.idFor(cacheKey) ?? randomEntryId();
     const now = Date.now();
@@ -172,7 +175,7 @@ export class MediaCache {
       bitrate: valid.bitrate ?? null,
     });
     this.scheduler.emitState(id);
-    return { entry: this.statusOf(id), created: true };
+    return { entry: this.views.status(id), created: true };
   }
 
   /** What the entry was registered with (its unredacted URL): what a signed stream URL carries. */
@@ -187,26 +190,22 @@ export class MediaCache {
   }
 
   getEntry(id: string): EntryStatus | undefined {
-    return this.repo.getEntry(id) && this.statusOf(id);
+    return this.views.find(id);
   }
 
   /** Every entry (small caches, embedding apps); the API and CLI page with listPage(). */
   listEntries(): EntryStatus[] {
-    return this.repo.listEntries().map((e) => this.statusOf(e.id));
+    return this.views.all();
   }
 
   /** One page of entries in a stable order, filtered; `next` goes on where it stopped (null at the end). */
-  async listPage(query: EntryPageQuery = {}): Promise<{ entries: EntrySummary[]; next: string | null }> {
-    const { facts, next } = await entryPage((q) => this.repo.listedPage(q), query);
-    return { entries: facts.map((f) => this.summaryOf(f)), next };
+  listPage(query: EntryPageQuery = {}): Promise<{ entries: EntrySummary[]; next: string | null }> {
+    return this.views.page(query);
   }
 
-  /** listPage() without a state filter as the API's body, each summary then `streamUrl` (`streamBase` + id): the same bytes, mostly written by SQLite. */
-  async listPageJson(query: Omit<EntryPageQuery, 'state'>, streamBase: string): Promise<Buffer[]> {
-    const json = (f: ListedFacts): string => JSON.stringify({ ...this.summaryOf(f), streamUrl: streamBase + f.entry.id });
-    const live = (): Set<string> => new Set([...this.meter.meteredIds(), ...this.scheduler.snapshot().map((t) => t.entryId)]);
-    const render = (q: EntriesPageQuery): string => this.repo.listedPage(q).map(json).join(',');
-    return entryJsonPage({ slice: (q) => this.repo.listedJsonPage(q, streamBase), live, listedUrl: redactUrl, render }, query);
+  /** listPage() without a state filter as the API's body (`streamUrl` = `streamBase` + id). */
+  listPageJson(query: Omit<EntryPageQuery, 'state'>, streamBase: string): Promise<Buffer[]> {
+    return this.views.pageJson(query, streamBase);
   }
 
   /**
@@ -227,7 +226,7 @@ export class MediaCache {
     if (entry.errorMessage !== null) this.repo.setEntryError(id, null);
     this.scheduler.enqueueMissing(entry, Priority.MEDIUM);
     this.scheduler.emitState(id);
-    return this.statusOf(id);
+    return this.views.status(id);
   }
 
   async removeEntry(id: string): Promise<boolean> {
@@ -268,7 +267,7 @@ export class MediaCache {
   async pausePrefetch(id: string): Promise<EntryStatus> {
     this.requireEntry(id);
     await this.scheduler.pauseBackground(id);
-    return this.statusOf(id);
+    return this.views.status(id);
   }
 
   /** Pins an entry against eviction: all of it, or (headBytes) its first bytes and tail chunk. */
@@ -278,13 +277,13 @@ export class MediaCache {
       throw new MediaCacheError(ErrorCodes.INVALID_INPUT, 'head bytes must be a positive integer');
     }
     this.repo.setEntryPin(id, true, headBytes);
-    return this.statusOf(id);
+    return this.views.status(id);
   }
 
   unpin(id: string): EntryStatus {
     this.requireEntry(id);
     this.repo.setEntryPin(id, false, null);
-    return this.statusOf(id);
+    return this.views.status(id);
   }
 
   /**
@@ -383,23 +382,5 @@ export class MediaCache {
     const entry = this.repo.getEntry(id);
     if (!entry) throw new MediaCacheError(ErrorCodes.NOT_FOUND, `no entry with id ${id}`);
     return entry;
-  }
-
-  private statusOf(id: string): EntryStatus {
-    const facts = this.repo.entryFacts(id);
-    if (!facts) throw new MediaCacheError(ErrorCodes.NOT_FOUND, `no entry with id ${id}`);
-    return this.statusFrom(facts);
-  }
-
-  private statusFrom(facts: EntryFacts): EntryStatus {
-    const id = facts.entry.id;
-    return entryStatus(facts, this.repo.listChunks(id), this.transfersOf(id), this.meter.rate(id));
-  }
-
-  private summaryOf(f: ListedFacts): EntrySummary {
-    return entrySummary(f, this.transfersOf(f.entry.id), this.meter.rate(f.entry.id));
-  }
-  private transfersOf(id: string): TransferSnapshot[] {
-    return this.scheduler.transfersOf(id).map((t) => t.snapshot());
   }
 }

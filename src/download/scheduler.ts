@@ -11,6 +11,7 @@ import { gapFrom } from './gaps.js';
 import type { AdmissionControl } from '../policy/admission.js';
 import { pickVictim, type BackgroundFill, type RetryPolicy } from '../policy/scheduling.js';
 import { TransferRegistry } from './transfer-registry.js';
+import { PumpLoop } from './pump-loop.js';
 import { UpstreamTiming } from './upstream-timing.js';
 import { QueueWork } from './queue-work.js';
 import { StateEvents } from './state-events.js';
@@ -49,8 +50,6 @@ export interface SchedulerOptions {
 
 /** How often (ms) a transfer's progress event may fire. */
 const PROGRESS_EVENT_MS = 250;
-/** How long the pump waits before retrying after a database error. */
-const PUMP_RETRY_MS = 500;
 
 export class Scheduler implements TransferHost, FirstReplyHost {
   private readonly transfers = new TransferRegistry();
@@ -64,9 +63,12 @@ export class Scheduler implements TransferHost, FirstReplyHost {
   private readonly openings: Openings;
   /** The upstream's measured first-byte time and rate: what a split at a seek is decided on. */
   readonly upstream = new UpstreamTiming();
-  private pumping = false;
-  private pumpAgain = false;
-  private retryTimer: NodeJS.Timeout | undefined;
+  // Rows a failed settle() could not give back are requeued first: the occupied-key check skips live ones.
+  private readonly loop = new PumpLoop(
+    () => this.pumpQueue(),
+    () => this.repo.requeueDownloading(),
+    (err) => this.report(err),
+  );
   private closed = false;
   admission: AdmissionControl = { admit: () => 'admit', transferEnded: () => undefined };
 
@@ -150,39 +152,7 @@ export class Scheduler implements TransferHost, FirstReplyHost {
    * transfer freeing its slot while the pump runs) make it go round once more.
    */
   pump(): void {
-    if (this.closed) return;
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = true;
-    try {
-      do {
-        this.pumpAgain = false;
-        this.pumpQueue();
-      } while (this.pumpAgain && !this.closed);
-    } catch (err) {
-      // The database is busy or failing: report it, keep the process up, try again shortly.
-      this.report(err);
-      this.retryLater();
-    } finally {
-      this.pumping = false;
-    }
-  }
-
-  private retryLater(): void {
-    this.retryTimer ??= setTimeout(() => {
-      this.retryTimer = undefined;
-      try {
-        // Rows a failed settle() could not give back: the occupied-key check skips live ones.
-        this.repo.requeueDownloading();
-      } catch (err) {
-        this.report(err);
-        this.retryLater();
-        return;
-      }
-      this.pump();
-    }, PUMP_RETRY_MS).unref();
+    this.loop.run();
   }
 
   private pumpQueue(): void {
@@ -281,7 +251,7 @@ export class Scheduler implements TransferHost, FirstReplyHost {
       }
     } catch (err) {
       this.report(err);
-      this.retryLater();
+      this.loop.retryLater();
     }
     this.wakeups.notify(t.entryId);
     this.events.emit('download-progress', { entryId: t.entryId, chunkIndex: t.chunkIndex, start: t.start, position: t.start + t.written });
@@ -387,7 +357,7 @@ export class Scheduler implements TransferHost, FirstReplyHost {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.retryTimer);
+    this.loop.stop();
     this.openings.clear();
     const running = [...this.transfers.all()];
     for (const t of running) t.stop('shutdown');
