@@ -39,7 +39,6 @@ export function acceptMetadata(
 /** What the opening work needs from the scheduler. */
 export interface FirstReplyHost {
   readonly queue: QueueWork;
-  readonly isClosed: boolean;
   /** Wakes the readers waiting on the entry. */
   wake(entryId: string): void;
   /** Whether a reader still holds demand on the chunk. */
@@ -115,24 +114,28 @@ export class Openings {
    * or dropped, when the entry is being removed.
    */
   transferEnding(t: Transfer, removing: boolean): void {
-    if (removing) clearTimeout(this.pending.get(t)?.timer);
-    if (removing) this.pending.delete(t);
+    if (removing) this.take(t);
     else this.queue(t, false);
   }
 
   /** Shutdown: pending work is dropped (a restart queues what a reader asks for). */
   clear(): void {
-    for (const p of this.pending.values()) clearTimeout(p.timer);
-    this.pending.clear();
+    for (const t of [...this.pending.keys()]) this.take(t);
+  }
+
+  /** Removes `t`'s pending work (and its timer); undefined when there is none. */
+  private take(t: Transfer): Pending | undefined {
+    const p = this.pending.get(t);
+    if (!p) return undefined;
+    this.pending.delete(t);
+    clearTimeout(p.timer);
+    return p;
   }
 
   private queue(t: Transfer, announce: boolean): void {
-    const p = this.pending.get(t);
+    const p = this.take(t);
     if (!p) return;
-    this.pending.delete(t);
-    clearTimeout(p.timer);
     const { host } = this;
-    if (host.isClosed) return;
     // A reader gone by now (a probe) takes its own chunk's opening request with it, as its release
     // does for a row queued before it left.
     const readersChunk = p.background ? -1 : t.chunkIndex;

@@ -338,10 +338,6 @@ export class Scheduler implements TransferHost, FirstReplyHost {
     this.emitState(entryId);
   }
 
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   wake(entryId: string): void {
     this.wakeups.notify(entryId);
   }
